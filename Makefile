@@ -1,0 +1,52 @@
+# Every target installs what it needs: Debian packages (fuse3, libfuse3-dev,
+# pkg-config, a C compiler and Python headers for pyfuse3) and a .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv tar zip
+
+.PHONY: deps system-deps test demo bench faults lint format clean
+
+system-deps:
+	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null \
+	    || ! command -v gcc >/dev/null || ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
+	  echo "make: installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) system-deps
+	rm -f $(VENV)/.installed-*
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+deps: system-deps $(STAMP)
+
+test: deps
+	$(PY) -m pytest tests -q
+
+demo: deps
+	$(VENV)/bin/artifactfs demo
+
+bench: deps
+	$(PY) tests/bench/bench_mount.py
+
+faults: deps
+	$(PY) -m pytest tests -q -m fuse -k "fault or killed or corrupt or full"
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from artifactfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Caches: the persistent block cache on disk and short-lived metadata caches."""

@@ -1,0 +1,170 @@
+"""The daemon's life: check, mount, serve, unmount.
+
+Order matters for users: everything that can fail for a reason a human can
+fix (mount point, cache directory, endpoint, credentials, bucket) is checked
+before the kernel mount, so `artifactfs mount` fails with one line and
+leaves nothing mounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+from pathlib import Path
+
+import boto3
+import pyfuse3
+import trio
+
+from artifactfs.cache.blocks import BlockCache, lock_cache_dir
+from artifactfs.errors import ArtifactFSError, ConfigError
+from artifactfs.fetch import BlockFetcher
+from artifactfs.fs import ArtifactOperations
+from artifactfs.logsetup import redactor
+from artifactfs.metrics import Metrics
+from artifactfs.namespace import BucketNamespace
+from artifactfs.notify import ReadyPipe, sd_notify
+from artifactfs.options import MountOptions
+from artifactfs.store.base import ObjectStore
+from artifactfs.store.local import LocalStore
+from artifactfs.store.s3 import S3Settings, S3Store
+from artifactfs.vfs import FileSystemModel, ModelOptions
+
+log = logging.getLogger(__name__)
+
+
+def check_mountpoint(path: Path) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"mount point {path} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise ConfigError(
+                f"mount point {path} is a dead mount (its daemon died); "
+                f"run `artifactfs umount {path}` first"
+            ) from None
+        raise ConfigError(f"mount point {path}: {exc.strerror}") from None
+    if not os.path.isdir(path) or not (st.st_mode & 0o040000):
+        raise ConfigError(f"mount point {path} is not a directory")
+    if os.path.ismount(path):
+        raise ConfigError(f"{path} is already a mount point")
+
+
+def build_store(opts: MountOptions) -> ObjectStore:
+    if opts.source.scheme == "file":
+        return LocalStore(opts.source.bucket, max_concurrency=opts.max_concurrency)
+    session = boto3.session.Session()
+    creds = session.get_credentials()
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        redactor.add(frozen.secret_key, frozen.token)
+    settings = S3Settings(
+        bucket=opts.source.bucket,
+        endpoint_url=opts.endpoint_url,
+        region=opts.region,
+        path_style=opts.path_style,
+        max_concurrency=opts.max_concurrency,
+        request_timeout=opts.request_timeout,
+        max_attempts=opts.max_attempts,
+        read_timeout=min(15.0, opts.request_timeout),
+        connect_timeout=min(5.0, opts.request_timeout),
+    )
+    return S3Store(settings, session)
+
+
+def fuse_options(opts: MountOptions) -> set[str]:
+    fsname = str(opts.source).replace(",", "_")
+    options = {f"fsname={fsname}", "subtype=artifactfs", "ro", "default_permissions", "noatime"}
+    if opts.allow_other:
+        options.add("allow_other")
+    return options
+
+
+def run(opts: MountOptions, ready: ReadyPipe) -> int:
+    """Mount and serve until unmounted or signalled. Returns the exit status."""
+    try:
+        return trio.run(_serve, opts, ready)
+    except ArtifactFSError as exc:
+        ready.failed(str(exc))
+        log.error("cannot mount %s: %s", opts.mountpoint, exc)
+        return 1
+    except Exception as exc:  # a bug or an environment we did not foresee: still one line
+        ready.failed(f"{type(exc).__name__}: {exc}")
+        log.error(
+            "cannot mount %s: %s: %s",
+            opts.mountpoint,
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        return 1
+
+
+async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
+    opts.validate()
+    check_mountpoint(opts.mountpoint)
+    cache_dir = opts.resolved_cache_dir
+    lock_fd = lock_cache_dir(cache_dir)
+    store = build_store(opts)
+    try:
+        await store.check()
+        disk = BlockCache(cache_dir, opts.cache_size)
+        await trio.to_thread.run_sync(disk.load_index)
+        metrics = Metrics()
+        namespace = BucketNamespace(store, metrics, opts.metadata_ttl, opts.negative_ttl)
+        fetcher = BlockFetcher(
+            store, disk, metrics, opts.block_size, opts.memory_budget,
+            max_prefetch=max(1, min(16, opts.read_ahead // opts.block_size)),
+        )  # fmt: skip
+        model = FileSystemModel(
+            namespace,
+            fetcher,
+            store.bucket,
+            opts.source.prefix,
+            ModelOptions(
+                uid=opts.uid if opts.uid >= 0 else os.getuid(),
+                gid=opts.gid if opts.gid >= 0 else os.getgid(),
+                metadata_ttl=opts.metadata_ttl,
+                read_ahead_bytes=opts.read_ahead,
+            ),
+        )
+        pyfuse3.init(ArtifactOperations(model), str(opts.mountpoint), fuse_options(opts))
+        log.info(
+            "mounted %s (%s) at %s, cache %s (%d blocks, %d bytes of %d)",
+            opts.source, store.describe(), opts.mountpoint, cache_dir,
+            disk.stats().blocks, disk.stats().bytes, disk.limit,
+        )  # fmt: skip
+        try:
+            async with trio.open_nursery() as nursery:
+                fetcher.attach(nursery)
+                nursery.start_soon(_stop_on_signals)
+                nursery.start_soon(_announce_ready, opts.mountpoint, ready)
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+        finally:
+            sd_notify("STOPPING=1")
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", opts.mountpoint)
+        return 0
+    finally:
+        await store.aclose()
+        os.close(lock_fd)
+
+
+async def _stop_on_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("received %s; unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+            return
+
+
+async def _announce_ready(mountpoint: Path, ready: ReadyPipe) -> None:
+    """Ready means the kernel routes a stat of the mount point to us and we answer."""
+    st = await trio.to_thread.run_sync(os.stat, mountpoint)
+    if st.st_ino != pyfuse3.ROOT_INODE:
+        log.warning("mount point %s answered with inode %d", mountpoint, st.st_ino)
+    ready.ready()

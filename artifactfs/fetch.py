@@ -1,0 +1,175 @@
+"""Blocks of object versions, from memory, the disk cache or the store.
+
+One BlockFetcher per daemon. It guarantees:
+- N concurrent readers of one missing block cause one GET (single flight);
+- a block is fetched at exactly the version the handle pinned; the store
+  raises StaleObject rather than return another version's bytes;
+- read-ahead runs in background tasks, bounded by a limiter (memory in
+  flight) and by the hot LRU's byte budget (memory at rest).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cachetools
+import trio
+
+from artifactfs.cache.blocks import BlockCache, BlockId
+from artifactfs.errors import ArtifactFSError, StaleObject
+from artifactfs.metrics import Metrics
+from artifactfs.readahead import SequentialDetector
+from artifactfs.store.base import ObjectStore, ObjectVersion
+
+log = logging.getLogger(__name__)
+
+
+class _Flight:
+    """One fetch in progress that other readers of the same block wait on."""
+
+    __slots__ = ("data", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.data: bytes | None = None
+        self.error: ArtifactFSError | None = None
+
+
+class BlockFetcher:
+    def __init__(
+        self,
+        store: ObjectStore,
+        disk: BlockCache,
+        metrics: Metrics,
+        block_size: int = 4 << 20,
+        memory_budget: int = 96 << 20,
+        max_prefetch: int = 8,
+    ):
+        self.store = store
+        self.disk = disk
+        self.metrics = metrics
+        self.block_size = block_size
+        self.max_prefetch = max_prefetch
+        # Memory at rest: recently used and read-ahead blocks. Memory in flight is
+        # bounded by the prefetch limiter plus the readers' own requests.
+        self._hot: cachetools.LRUCache[BlockId, bytes] = cachetools.LRUCache(
+            maxsize=max(memory_budget, 2 * block_size), getsizeof=len
+        )
+        self._flights: dict[BlockId, _Flight] = {}
+        self._prefetching: set[BlockId] = set()
+        self._prefetched: set[BlockId] = set()
+        self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the fetcher a nursery for read-ahead tasks (none: no read-ahead)."""
+        self._nursery = nursery
+
+    def detector(self, window_bytes: int) -> SequentialDetector:
+        return SequentialDetector(max(0, window_bytes // self.block_size))
+
+    def block_length(self, version: ObjectVersion, blockno: int) -> int:
+        return max(0, min(self.block_size, version.size - blockno * self.block_size))
+
+    async def read(
+        self,
+        version: ObjectVersion,
+        off: int,
+        size: int,
+        detector: SequentialDetector | None = None,
+    ) -> bytes:
+        """Bytes [off, off+size) of `version`, clipped at its end."""
+        end = min(off + size, version.size)
+        if off >= end:
+            return b""
+        bs = self.block_size
+        first, last = off // bs, (end - 1) // bs
+        if detector is not None and self._nursery is not None:
+            ahead = detector.observe(off, end - off)
+            if ahead:
+                nblocks = (version.size + bs - 1) // bs
+                self._schedule(version, range(last + 1, min(last + 1 + ahead, nblocks)))
+        if first == last:
+            data = await self.block(version, first)
+            return data[off - first * bs : end - first * bs]
+        parts = []
+        for b in range(first, last + 1):
+            data = await self.block(version, b)
+            lo = max(off, b * bs) - b * bs
+            hi = min(end, (b + 1) * bs) - b * bs
+            parts.append(data[lo:hi])
+        return b"".join(parts)
+
+    async def block(self, version: ObjectVersion, blockno: int) -> bytes:
+        bid = (version.digest, blockno)
+        while True:
+            data = self._hot.get(bid)
+            if data is not None:
+                self.metrics.hot_hits += 1
+                if bid in self._prefetched:
+                    self._prefetched.discard(bid)
+                    self.metrics.prefetch_used += 1
+                return data
+            flight = self._flights.get(bid)
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.error is not None:
+                raise type(flight.error)(str(flight.error))
+            if flight.data is not None:
+                return flight.data
+            # The fetching task was cancelled: take over the fetch.
+        flight = _Flight()
+        self._flights[bid] = flight
+        try:
+            data = await self._load(version, blockno, bid)
+            flight.data = data
+            self._hot[bid] = data
+            return data
+        except ArtifactFSError as exc:
+            flight.error = exc
+            self.metrics.fetch_errors += 1
+            if isinstance(exc, StaleObject):
+                self.metrics.stale_reads += 1
+            raise
+        finally:
+            del self._flights[bid]
+            flight.done.set()
+
+    async def _load(self, version: ObjectVersion, blockno: int, bid: BlockId) -> bytes:
+        length = self.block_length(version, blockno)
+        data = await self.disk.get(bid, length)
+        if data is not None:
+            self.metrics.disk_hits += 1
+            return data
+        self.metrics.misses += 1
+        self.metrics.gets += 1
+        data = await self.store.get_range(version, blockno * self.block_size, length)
+        self.metrics.bytes_fetched += len(data)
+        await self.disk.put(bid, data)
+        return data
+
+    def _schedule(self, version: ObjectVersion, blocknos: range) -> None:
+        assert self._nursery is not None
+        for b in blocknos:
+            bid = (version.digest, b)
+            if bid in self._hot or bid in self._flights or bid in self._prefetching:
+                continue
+            if len(self._prefetching) >= 2 * self.max_prefetch:
+                return
+            self._prefetching.add(bid)
+            self.metrics.prefetch_started += 1
+            self._nursery.start_soon(self._prefetch, version, b, bid)
+
+    async def _prefetch(self, version: ObjectVersion, blockno: int, bid: BlockId) -> None:
+        try:
+            async with self._prefetch_limiter:
+                if bid not in self._hot:
+                    await self.block(version, blockno)
+                    self._prefetched.add(bid)
+                    if len(self._prefetched) > 4096:
+                        self._prefetched.clear()
+        except ArtifactFSError as exc:
+            log.debug("read-ahead of %s block %d failed: %s", version.key, blockno, exc)
+        finally:
+            self._prefetching.discard(bid)

@@ -1,0 +1,28 @@
+"""Counters of what the daemon did, kept in one place.
+
+Plain integers updated from the trio thread; the Prometheus endpoint and
+`artifactfs stat` (see docs) read them. Keeping them dependency-free lets
+the filesystem model count without importing an exporter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Metrics:
+    hot_hits: int = 0  # block served from memory
+    disk_hits: int = 0  # block served from the on-disk cache
+    misses: int = 0  # block fetched from the store
+    gets: int = 0  # ranged GETs issued
+    bytes_fetched: int = 0
+    fetch_errors: int = 0
+    stale_reads: int = 0
+    prefetch_started: int = 0
+    prefetch_used: int = 0
+    lists: int = 0
+    heads: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,163 @@
+"""The bucket view: prefixes as directories, objects as files.
+
+Listings are fetched page by page, cached with a TTL, and shared by every
+lookup in the directory. A lookup in a directory whose listing is not
+cached costs one HEAD and one one-key LIST, run in parallel, instead of a
+full listing. Misses are cached briefly so a shell probing for files that
+do not exist does not hammer the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import cachetools
+import trio
+
+from artifactfs.errors import NotFound
+from artifactfs.metrics import Metrics
+from artifactfs.names import is_valid_name
+from artifactfs.store.base import ObjectInfo, ObjectStore, list_all
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["dir", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name in a directory: a prefix (`path` ends with '/') or an object key."""
+
+    name: str
+    kind: Kind
+    path: str
+    info: ObjectInfo | None = None
+
+
+class _ListFlight:
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: dict[str, Entry] | None = None
+
+
+class BucketNamespace:
+    def __init__(
+        self,
+        store: ObjectStore,
+        metrics: Metrics,
+        metadata_ttl: float = 1.0,
+        negative_ttl: float = 1.0,
+        max_cached_dirs: int = 512,
+    ):
+        self.store = store
+        self.metrics = metrics
+        ttl = max(metadata_ttl, 1e-6)
+        self._listings: cachetools.TTLCache[str, dict[str, Entry]] = cachetools.TTLCache(
+            max_cached_dirs, ttl
+        )
+        self._infos: cachetools.TTLCache[str, ObjectInfo] = cachetools.TTLCache(65536, ttl)
+        self._negative: cachetools.TTLCache[str, bool] = cachetools.TTLCache(
+            65536, max(negative_ttl, 1e-6)
+        )
+        self._list_flights: dict[str, _ListFlight] = {}
+
+    async def list_dir(self, prefix: str) -> dict[str, Entry]:
+        """The entries of the directory at `prefix` ('' or ending in '/'), sorted by name."""
+        cached = self._listings.get(prefix)
+        if cached is not None:
+            return cached
+        flight = self._list_flights.get(prefix)
+        if flight is not None:
+            await flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+        flight = _ListFlight()
+        self._list_flights[prefix] = flight
+        try:
+            flight.result = await self._list_uncached(prefix)
+            self._listings[prefix] = flight.result
+            return flight.result
+        finally:
+            del self._list_flights[prefix]
+            flight.done.set()
+
+    async def _list_uncached(self, prefix: str) -> dict[str, Entry]:
+        files: dict[str, Entry] = {}
+        dirs: dict[str, Entry] = {}
+        skipped = 0
+        async for page in list_all(self.store, prefix):
+            self.metrics.lists += 1
+            for p in page.prefixes:
+                name = p[len(prefix) :].rstrip("/")
+                if is_valid_name(name) and p.endswith("/"):
+                    dirs[name] = Entry(name, "dir", p)
+                else:
+                    skipped += 1
+            for info in page.objects:
+                name = info.key[len(prefix) :]
+                if not name:  # the directory marker object itself
+                    continue
+                if is_valid_name(name):
+                    files[name] = Entry(name, "file", info.key, info)
+                    self._infos[info.key] = info
+                else:
+                    skipped += 1
+        if skipped:
+            log.debug("%s: %d keys have names a directory cannot show", prefix or "/", skipped)
+        for name in files.keys() & dirs.keys():
+            log.debug("%s%s: both an object and a prefix; showing the directory", prefix, name)
+        merged = {**files, **dirs}
+        return {
+            n: merged[n] for n in sorted(merged, key=lambda n: n.encode("utf-8", "surrogateescape"))
+        }
+
+    async def lookup(self, prefix: str, name: str) -> Entry:
+        """One entry of a directory, without listing it all when it is not cached."""
+        if not is_valid_name(name):
+            raise NotFound(name)
+        listing = self._listings.get(prefix)
+        if listing is not None:
+            entry = listing.get(name)
+            if entry is None:
+                raise NotFound(f"{prefix}{name}")
+            return entry
+        path = prefix + name
+        if path in self._negative:
+            raise NotFound(path)
+
+        head: list[ObjectInfo | None] = [None]
+        is_dir = [False]
+
+        async def probe_object() -> None:
+            try:
+                head[0] = await self.store.head(path)
+                self.metrics.heads += 1
+            except NotFound:
+                pass
+
+        async def probe_prefix() -> None:
+            page = await self.store.list_page(path + "/", "/", None, 1)
+            self.metrics.lists += 1
+            is_dir[0] = bool(page.objects or page.prefixes)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe_object)
+            nursery.start_soon(probe_prefix)
+        if is_dir[0]:
+            return Entry(name, "dir", path + "/")
+        if head[0] is not None:
+            self._infos[path] = head[0]
+            return Entry(name, "file", path, head[0])
+        self._negative[path] = True
+        raise NotFound(path)
+
+    async def object_info(self, key: str) -> ObjectInfo:
+        """Current metadata of an object, at most `metadata_ttl` old."""
+        info = self._infos.get(key)
+        if info is None:
+            info = await self.store.head(key)
+            self.metrics.heads += 1
+            self._infos[key] = info
+        return info

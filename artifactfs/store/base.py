@@ -1,0 +1,119 @@
+"""The ObjectStore protocol and the value types every layer shares.
+
+An object version is `(bucket, key, etag, size)`: every cached block is keyed
+by it, so two versions of one key can never be mixed in a read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a HEAD or a listing tells about one object."""
+
+    key: str
+    size: int
+    etag: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One immutable version of an object: the identity of cached content."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+
+    @classmethod
+    def of(cls, bucket: str, info: ObjectInfo) -> ObjectVersion:
+        return cls(bucket, info.key, info.etag, info.size)
+
+    @property
+    def digest(self) -> bytes:
+        """A fixed-size name for this version, used in block file names and headers."""
+        h = hashlib.sha256()
+        for part in (self.bucket, self.key, self.etag, str(self.size)):
+            h.update(part.encode("utf-8", "surrogateescape"))
+            h.update(b"\0")
+        return h.digest()
+
+
+@dataclass(slots=True)
+class ListPage:
+    """One page of a listing: objects and, with a delimiter, common prefixes."""
+
+    objects: list[ObjectInfo] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    next_token: str | None = None
+
+
+def normalize_etag(raw: str | None, size: int, mtime_ns: int) -> str:
+    """A comparable etag; servers that send none get one made of size and mtime.
+
+    Quotes are stripped because S3 quotes the ETag header but some servers
+    leave the quotes out of listings. The synthetic form uses whole seconds,
+    the precision every response (listing, HEAD, GET) agrees on.
+    """
+    etag = (raw or "").strip().strip('"')
+    if etag:
+        return etag
+    return f"weak:{size:x}:{mtime_ns // 1_000_000_000:x}"
+
+
+def is_weak(etag: str) -> bool:
+    """True for a synthetic etag; the server cannot be asked to check it (If-Match)."""
+    return etag.startswith("weak:")
+
+
+class ObjectStore(Protocol):
+    """What artifactfs needs of a bucket. Every method is async and bounded in time."""
+
+    bucket: str
+
+    def describe(self) -> str:
+        """A human name for logs and errors (never holds a secret)."""
+        ...
+
+    async def check(self) -> None:
+        """Fail fast with a clear domain error if the bucket cannot be used."""
+        ...
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Metadata of one object; NotFound if there is none."""
+        ...
+
+    async def list_page(
+        self,
+        prefix: str,
+        delimiter: str | None = "/",
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """One page of the keys starting with `prefix`, in key order."""
+        ...
+
+    async def get_range(self, version: ObjectVersion, start: int, length: int) -> bytes:
+        """`length` bytes at `start` of exactly `version`; StaleObject if it changed."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+async def list_all(
+    store: ObjectStore, prefix: str, delimiter: str | None = "/", max_keys: int = 1000
+) -> AsyncIterator[ListPage]:
+    """Every page of a listing, following continuation tokens."""
+    token: str | None = None
+    while True:
+        page = await store.list_page(prefix, delimiter, token, max_keys)
+        yield page
+        if not page.next_token:
+            return
+        token = page.next_token

@@ -1,0 +1,242 @@
+"""S3-compatible object store on boto3: the only module that talks S3.
+
+boto3 is blocking, so every call runs in a trio worker thread behind a
+CapacityLimiter, inside a trio deadline. The thread is abandoned when the
+deadline passes (botocore's own socket timeouts end it later), so a dead
+server can never hang a FUSE request.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
+import trio
+from botocore.config import Config
+
+from artifactfs.errors import (
+    AccessDenied,
+    ArtifactFSError,
+    BucketNotFound,
+    NotFound,
+    StaleObject,
+    StoreUnavailable,
+)
+from artifactfs.store.base import ListPage, ObjectInfo, ObjectVersion, is_weak, normalize_etag
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "403",
+}
+_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+_STALE = {"PreconditionFailed", "412"}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """How to reach one bucket. Credentials are deliberately not part of it."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool | None = None  # None: path style when a custom endpoint is set
+    max_concurrency: int = 16
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    request_timeout: float = 30.0  # the deadline of one whole operation, retries included
+    max_attempts: int = 3
+
+
+def _mtime_ns(value: datetime | None) -> int:
+    return int(value.timestamp() * 1_000_000_000) if value else 0
+
+
+def classify(exc: BaseException, what: str) -> ArtifactFSError:
+    """Turn a botocore failure into a domain error whose message names the cause.
+
+    Messages carry the bucket/key and the server's error code, never request
+    headers or credentials.
+    """
+    if isinstance(exc, ArtifactFSError):
+        return exc
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return AccessDenied(
+            f"{what}: no credentials found (environment, shared profile, web identity "
+            "or instance metadata)"
+        )
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"{what}: the bucket does not exist")
+        if code in _DENIED or status == 403:
+            return AccessDenied(f"{what}: access denied by the server ({code or status})")
+        if code in _MISSING_KEY or status == 404:
+            return NotFound(f"{what}: no such object")
+        if code in _STALE or status == 412:
+            return StaleObject(f"{what}: the object changed (precondition failed)")
+        return StoreUnavailable(f"{what}: server error {code or status}")
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return StoreUnavailable(f"{what}: cannot connect to the endpoint")
+    if isinstance(exc, botocore.exceptions.ConnectTimeoutError):
+        return StoreUnavailable(f"{what}: connection timed out")
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return StoreUnavailable(f"{what}: the server stopped answering")
+    if isinstance(exc, botocore.exceptions.BotoCoreError | OSError | ValueError):
+        return StoreUnavailable(f"{what}: {type(exc).__name__}")
+    return StoreUnavailable(f"{what}: unexpected {type(exc).__name__}")
+
+
+class S3Store:
+    """ObjectStore over one S3 bucket (AWS, MinIO, rclone, ...)."""
+
+    def __init__(self, settings: S3Settings, session: boto3.session.Session | None = None):
+        self.bucket = settings.bucket
+        self.settings = settings
+        self._session = session or boto3.session.Session()
+        self._limiter = trio.CapacityLimiter(settings.max_concurrency)
+        self._client = self._make_client(settings.max_attempts, settings.read_timeout)
+
+    def _make_client(self, max_attempts: int, read_timeout: float) -> Any:
+        s = self.settings
+        path_style = s.path_style if s.path_style is not None else bool(s.endpoint_url)
+        config = Config(
+            region_name=s.region or self._session.region_name or "us-east-1",
+            connect_timeout=s.connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_pool_connections=s.max_concurrency + 4,
+            s3={"addressing_style": "path" if path_style else "auto"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="artifactfs",
+        )
+        return self._session.client("s3", endpoint_url=s.endpoint_url, config=config)
+
+    def describe(self) -> str:
+        where = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
+        return f"s3://{self.bucket}{where}"
+
+    async def _call(self, what: str, fn: Callable[[], T], deadline: float | None = None) -> T:
+        try:
+            with trio.fail_after(deadline or self.settings.request_timeout):
+                return await trio.to_thread.run_sync(
+                    fn, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except trio.TooSlowError:
+            raise StoreUnavailable(
+                f"{what}: no answer within {deadline or self.settings.request_timeout:g} s"
+            ) from None
+        except Exception as exc:
+            raise classify(exc, what) from None
+
+    async def check(self, deadline: float = 12.0) -> None:
+        """List one key with few retries, so a bad setup fails the mount fast."""
+        client = self._make_client(max_attempts=2, read_timeout=min(5.0, deadline))
+        await self._call(
+            f"s3://{self.bucket}",
+            lambda: client.list_objects_v2(Bucket=self.bucket, MaxKeys=1),
+            deadline,
+        )
+
+    async def head(self, key: str) -> ObjectInfo:
+        resp = await self._call(
+            f"s3://{self.bucket}/{key}",
+            lambda: self._client.head_object(Bucket=self.bucket, Key=key),
+        )
+        size = int(resp["ContentLength"])
+        mtime = _mtime_ns(resp.get("LastModified"))
+        return ObjectInfo(key, size, normalize_etag(resp.get("ETag"), size, mtime), mtime)
+
+    async def list_page(
+        self,
+        prefix: str,
+        delimiter: str | None = "/",
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if token:
+            kwargs["ContinuationToken"] = token
+        resp = await self._call(
+            f"s3://{self.bucket}/{prefix}", lambda: self._client.list_objects_v2(**kwargs)
+        )
+        page = ListPage()
+        for item in resp.get("Contents", ()):
+            size = int(item.get("Size", 0))
+            mtime = _mtime_ns(item.get("LastModified"))
+            etag = normalize_etag(item.get("ETag"), size, mtime)
+            page.objects.append(ObjectInfo(item["Key"], size, etag, mtime))
+        page.prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
+        if resp.get("IsTruncated"):
+            page.next_token = resp.get("NextContinuationToken")
+        return page
+
+    async def get_range(self, version: ObjectVersion, start: int, length: int) -> bytes:
+        """A ranged GET pinned to `version`, retried with jittered backoff.
+
+        The response's ETag and total size are checked as well as sending
+        If-Match, because some S3-compatible servers ignore If-Match.
+        """
+        what = f"s3://{self.bucket}/{version.key} [{start}+{length}]"
+        attempts = self.settings.max_attempts
+        with trio.move_on_after(self.settings.request_timeout) as scope:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return await self._call(
+                        what, lambda: self._get_sync(version, start, length, what)
+                    )
+                except StoreUnavailable as exc:
+                    if attempt == attempts:
+                        raise
+                    delay = random.uniform(0, min(4.0, 0.2 * 2**attempt))
+                    log.debug("%s; retry %d/%d in %.2f s", exc, attempt, attempts - 1, delay)
+                    await trio.sleep(delay)
+        assert scope.cancelled_caught
+        raise StoreUnavailable(f"{what}: no answer within {self.settings.request_timeout:g} s")
+
+    def _get_sync(self, version: ObjectVersion, start: int, length: int, what: str) -> bytes:
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": version.key,
+            "Range": f"bytes={start}-{start + length - 1}",
+        }
+        if not is_weak(version.etag):
+            kwargs["IfMatch"] = f'"{version.etag}"'
+        resp = self._client.get_object(**kwargs)
+        body = resp["Body"]
+        try:
+            m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
+            total = int(m.group(3)) if m else int(resp.get("ContentLength", -1))
+            etag = normalize_etag(resp.get("ETag"), total, _mtime_ns(resp.get("LastModified")))
+            if total != version.size or etag != version.etag:
+                raise StaleObject(f"{what}: the object was replaced since it was opened")
+            data = body.read()
+        finally:
+            body.close()
+        if len(data) != length:
+            raise StoreUnavailable(f"{what}: short read ({len(data)} of {length} bytes)")
+        return data
+
+    async def aclose(self) -> None:
+        self._client.close()

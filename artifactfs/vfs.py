@@ -1,0 +1,250 @@
+"""The filesystem model: inodes, names, attributes, handles. No pyfuse3 here.
+
+The FUSE adapter (`fs.py`) translates kernel requests into calls on
+FileSystemModel and its domain errors into errno; everything else, including
+the kernel's lookup counts, lives here so it can be tested without a mount.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from artifactfs.errors import (
+    BadHandle,
+    IsADirectory,
+    NotADirectory,
+    NotASymlink,
+    NotFound,
+    ReadOnly,
+)
+from artifactfs.fetch import BlockFetcher
+from artifactfs.namespace import BucketNamespace, Entry, Kind
+from artifactfs.readahead import SequentialDetector
+from artifactfs.store.base import ObjectInfo, ObjectVersion
+
+log = logging.getLogger(__name__)
+
+ROOT_INODE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    uid: int
+    gid: int
+    metadata_ttl: float = 1.0
+    read_ahead_bytes: int = 64 << 20
+    blksize: int = 1 << 20
+
+
+@dataclass(slots=True)
+class Attributes:
+    """What stat(2) shows for a node, plus how long the kernel may cache it."""
+
+    ino: int
+    mode: int
+    size: int
+    mtime_ns: int
+    nlink: int
+    uid: int
+    gid: int
+    blksize: int
+    timeout: float
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    ino: int
+    parent: int
+    name: str
+    kind: Kind
+    path: str  # a prefix ending in '/' ('' for the bucket root) or an object key
+    info: ObjectInfo | None = None
+    info_at: float = 0.0
+    lookups: int = 0
+    last_opened: ObjectVersion | None = None
+
+
+@dataclass(slots=True)
+class OpenFile:
+    node: Node
+    version: ObjectVersion
+    detector: SequentialDetector
+
+
+@dataclass(slots=True)
+class OpenDir:
+    node: Node
+    entries: list[Entry] = field(default_factory=list)
+
+
+class FileSystemModel:
+    def __init__(
+        self,
+        namespace: BucketNamespace,
+        fetcher: BlockFetcher,
+        bucket: str,
+        root_prefix: str,
+        options: ModelOptions,
+    ):
+        self.namespace = namespace
+        self.fetcher = fetcher
+        self.bucket = bucket
+        self.options = options
+        self.mount_time_ns = time.time_ns()
+        root = Node(ROOT_INODE, ROOT_INODE, "", "dir", root_prefix, lookups=1)
+        self._nodes: dict[int, Node] = {ROOT_INODE: root}
+        self._children: dict[tuple[int, str], int] = {}
+        self._inos = itertools.count(ROOT_INODE + 1)
+        self._fhs = itertools.count(1)
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, OpenDir] = {}
+
+    # ---------------------------------------------------------------- nodes
+    def node(self, ino: int) -> Node:
+        try:
+            return self._nodes[ino]
+        except KeyError:
+            raise NotFound(f"inode {ino} is not known") from None
+
+    def _dir_node(self, ino: int) -> Node:
+        node = self.node(ino)
+        if node.kind != "dir":
+            raise NotADirectory(node.path)
+        return node
+
+    def _node_for(self, parent: Node, entry: Entry) -> Node:
+        """The node of `entry` under `parent`, reusing its inode while the kind holds."""
+        key = (parent.ino, entry.name)
+        ino = self._children.get(key)
+        node = self._nodes.get(ino) if ino is not None else None
+        if node is None or node.kind != entry.kind or node.path != entry.path:
+            node = Node(next(self._inos), parent.ino, entry.name, entry.kind, entry.path)
+            self._nodes[node.ino] = node
+            self._children[key] = node.ino
+        if entry.info is not None:
+            node.info = entry.info
+            node.info_at = time.monotonic()
+        return node
+
+    def attributes(self, node: Node) -> Attributes:
+        o = self.options
+        if node.kind == "dir":
+            return Attributes(
+                node.ino, stat.S_IFDIR | 0o555, 0, self.mount_time_ns, 2,
+                o.uid, o.gid, o.blksize, o.metadata_ttl,
+            )  # fmt: skip
+        info = node.info
+        size = info.size if info else 0
+        mtime = info.mtime_ns if info else self.mount_time_ns
+        return Attributes(
+            node.ino, stat.S_IFREG | 0o444, size, mtime, 1,
+            o.uid, o.gid, o.blksize, o.metadata_ttl,
+        )  # fmt: skip
+
+    # --------------------------------------------------------------- lookup
+    async def lookup(self, parent_ino: int, name: str) -> Attributes:
+        parent = self._dir_node(parent_ino)
+        if name == ".":
+            node = parent
+        elif name == "..":
+            node = self.node(parent.parent)
+        else:
+            entry = await self.namespace.lookup(parent.path, name)
+            node = self._node_for(parent, entry)
+        node.lookups += 1
+        return self.attributes(node)
+
+    def forget(self, ino: int, nlookup: int) -> None:
+        node = self._nodes.get(ino)
+        if node is None or ino == ROOT_INODE:
+            return
+        node.lookups -= nlookup
+        if node.lookups <= 0:
+            del self._nodes[ino]
+            key = (node.parent, node.name)
+            if self._children.get(key) == ino:
+                del self._children[key]
+
+    async def getattr(self, ino: int) -> Attributes:
+        node = self.node(ino)
+        if node.kind == "file" and time.monotonic() - node.info_at > self.options.metadata_ttl:
+            node.info = await self.namespace.object_info(node.path)
+            node.info_at = time.monotonic()
+        return self.attributes(node)
+
+    def readlink(self, ino: int) -> str:
+        raise NotASymlink(self.node(ino).path)
+
+    # ----------------------------------------------------------- directories
+    async def opendir(self, ino: int) -> int:
+        node = self._dir_node(ino)
+        listing = await self.namespace.list_dir(node.path)
+        fh = next(self._fhs)
+        self._dirs[fh] = OpenDir(node, list(listing.values()))
+        return fh
+
+    def readdir(self, fh: int, start: int) -> Iterator[tuple[int, str, Attributes]]:
+        """Entries after `start` as (next offset, name, attributes).
+
+        Each yielded node is only counted as looked up when the caller calls
+        `remember` (the kernel may refuse an entry whose reply did not fit).
+        """
+        handle = self._dirs.get(fh)
+        if handle is None:
+            raise BadHandle(f"directory handle {fh}")
+        for index in range(start, len(handle.entries)):
+            entry = handle.entries[index]
+            node = self._node_for(handle.node, entry)
+            yield index + 1, entry.name, self.attributes(node)
+
+    def remember(self, ino: int) -> None:
+        """The kernel now holds a reference to `ino` (readdirplus entry accepted)."""
+        node = self._nodes.get(ino)
+        if node is not None:
+            node.lookups += 1
+
+    def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    # ----------------------------------------------------------------- files
+    async def open(self, ino: int, writable: bool) -> tuple[int, bool]:
+        """Open a file at its current version; returns (handle, keep kernel cache)."""
+        if writable:
+            raise ReadOnly("read-only filesystem")
+        node = self.node(ino)
+        if node.kind == "dir":
+            raise IsADirectory(node.path)
+        info = await self.namespace.object_info(node.path)
+        node.info, node.info_at = info, time.monotonic()
+        version = ObjectVersion.of(self.bucket, info)
+        keep_cache = node.last_opened == version
+        if node.last_opened is not None and not keep_cache:
+            log.info("%s changed (etag %s -> %s)", node.path, node.last_opened.etag, version.etag)
+        node.last_opened = version
+        fh = next(self._fhs)
+        detector = self.fetcher.detector(self.options.read_ahead_bytes)
+        self._files[fh] = OpenFile(node, version, detector)
+        return fh, keep_cache
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._files.get(fh)
+        if handle is None:
+            raise BadHandle(f"file handle {fh}")
+        return await self.fetcher.read(handle.version, off, size, handle.detector)
+
+    def release(self, fh: int) -> None:
+        self._files.pop(fh, None)
+
+    # ---------------------------------------------------------------- counts
+    @property
+    def open_files(self) -> int:
+        return len(self._files)
+
+    @property
+    def known_inodes(self) -> int:
+        return len(self._nodes)
