@@ -66,7 +66,9 @@ class BlockFetcher:
         self._nursery = nursery
 
     def detector(self, window_bytes: int) -> SequentialDetector:
-        return SequentialDetector(max(0, window_bytes // self.block_size))
+        return SequentialDetector(
+            max(0, window_bytes // self.block_size), slack=min(1 << 20, self.block_size)
+        )
 
     def block_length(self, version: ObjectVersion, blockno: int) -> int:
         return max(0, min(self.block_size, version.size - blockno * self.block_size))
@@ -171,5 +173,7 @@ class BlockFetcher:
                         self._prefetched.clear()
         except ArtifactFSError as exc:
             log.debug("read-ahead of %s block %d failed: %s", version.key, blockno, exc)
+        except Exception:  # a bug must not take the daemon's nursery down
+            log.exception("read-ahead of %s block %d crashed", version.key, blockno)
         finally:
             self._prefetching.discard(bid)

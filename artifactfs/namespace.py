@@ -5,6 +5,10 @@ lookup in the directory. A lookup in a directory whose listing is not
 cached costs one HEAD and one one-key LIST, run in parallel, instead of a
 full listing. Misses are cached briefly so a shell probing for files that
 do not exist does not hammer the store.
+
+When the store cannot be reached, the last listing and metadata seen are
+used instead (stale-if-error), so cached content stays readable through an
+outage; one warning per directory or object says so.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Literal
 import cachetools
 import trio
 
-from artifactfs.errors import NotFound
+from artifactfs.errors import ArtifactFSError, NotFound, StoreUnavailable
 from artifactfs.metrics import Metrics
 from artifactfs.names import is_valid_name
 from artifactfs.store.base import ObjectInfo, ObjectStore, list_all
@@ -62,6 +66,17 @@ class BucketNamespace:
             65536, max(negative_ttl, 1e-6)
         )
         self._list_flights: dict[str, _ListFlight] = {}
+        # Last known good answers, kept past their TTL for use during outages.
+        self._known_listings: cachetools.LRUCache[str, dict[str, Entry]] = cachetools.LRUCache(
+            max_cached_dirs
+        )
+        self._known_infos: cachetools.LRUCache[str, ObjectInfo] = cachetools.LRUCache(65536)
+        self._warned_stale: set[str] = set()
+
+    def _stale(self, what: str, exc: StoreUnavailable) -> None:
+        if what not in self._warned_stale:
+            self._warned_stale.add(what)
+            log.warning("%s; serving the last known %s", exc, what)
 
     async def list_dir(self, prefix: str) -> dict[str, Entry]:
         """The entries of the directory at `prefix` ('' or ending in '/'), sorted by name."""
@@ -76,8 +91,17 @@ class BucketNamespace:
         flight = _ListFlight()
         self._list_flights[prefix] = flight
         try:
-            flight.result = await self._list_uncached(prefix)
+            try:
+                flight.result = await self._list_uncached(prefix)
+            except StoreUnavailable as exc:
+                known = self._known_listings.get(prefix)
+                if known is None:
+                    raise
+                self._stale(f"listing of /{prefix}", exc)
+                return known
             self._listings[prefix] = flight.result
+            self._known_listings[prefix] = flight.result
+            self._warned_stale.discard(f"listing of /{prefix}")
             return flight.result
         finally:
             del self._list_flights[prefix]
@@ -101,7 +125,7 @@ class BucketNamespace:
                     continue
                 if is_valid_name(name):
                     files[name] = Entry(name, "file", info.key, info)
-                    self._infos[info.key] = info
+                    self._infos[info.key] = self._known_infos[info.key] = info
                 else:
                     skipped += 1
         if skipped:
@@ -129,6 +153,7 @@ class BucketNamespace:
 
         head: list[ObjectInfo | None] = [None]
         is_dir = [False]
+        failures: list[ArtifactFSError] = []  # kept out of the nursery's ExceptionGroup
 
         async def probe_object() -> None:
             try:
@@ -136,19 +161,34 @@ class BucketNamespace:
                 self.metrics.heads += 1
             except NotFound:
                 pass
+            except ArtifactFSError as exc:
+                failures.append(exc)
 
         async def probe_prefix() -> None:
-            page = await self.store.list_page(path + "/", "/", None, 1)
+            try:
+                page = await self.store.list_page(path + "/", "/", None, 1)
+            except ArtifactFSError as exc:
+                failures.append(exc)
+                return
             self.metrics.lists += 1
             is_dir[0] = bool(page.objects or page.prefixes)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(probe_object)
             nursery.start_soon(probe_prefix)
+        if failures:
+            known = self._known_listings.get(prefix)
+            first = failures[0]
+            if known is None or not isinstance(first, StoreUnavailable):
+                raise first
+            self._stale(f"listing of /{prefix}", first)
+            if name in known:
+                return known[name]
+            raise NotFound(path)
         if is_dir[0]:
             return Entry(name, "dir", path + "/")
         if head[0] is not None:
-            self._infos[path] = head[0]
+            self._infos[path] = self._known_infos[path] = head[0]
             return Entry(name, "file", path, head[0])
         self._negative[path] = True
         raise NotFound(path)
@@ -157,7 +197,15 @@ class BucketNamespace:
         """Current metadata of an object, at most `metadata_ttl` old."""
         info = self._infos.get(key)
         if info is None:
-            info = await self.store.head(key)
+            try:
+                info = await self.store.head(key)
+            except StoreUnavailable as exc:
+                info = self._known_infos.get(key)
+                if info is None:
+                    raise
+                self._stale(f"metadata of /{key}", exc)
+                return info
             self.metrics.heads += 1
-            self._infos[key] = info
+            self._infos[key] = self._known_infos[key] = info
+            self._warned_stale.discard(f"metadata of /{key}")
         return info
