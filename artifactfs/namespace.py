@@ -71,6 +71,7 @@ class BucketNamespace:
             max_cached_dirs
         )
         self._known_infos: cachetools.LRUCache[str, ObjectInfo] = cachetools.LRUCache(65536)
+        self._known_entries: cachetools.LRUCache[str, Entry] = cachetools.LRUCache(65536)
         self._warned_stale: set[str] = set()
 
     def _stale(self, what: str, exc: StoreUnavailable) -> None:
@@ -177,19 +178,26 @@ class BucketNamespace:
             nursery.start_soon(probe_object)
             nursery.start_soon(probe_prefix)
         if failures:
-            known = self._known_listings.get(prefix)
             first = failures[0]
-            if known is None or not isinstance(first, StoreUnavailable):
+            if not isinstance(first, StoreUnavailable):
                 raise first
-            self._stale(f"listing of /{prefix}", first)
-            if name in known:
-                return known[name]
-            raise NotFound(path)
+            known = self._known_listings.get(prefix)
+            entry = known.get(name) if known is not None else self._known_entries.get(path)
+            if entry is None and known is None:
+                raise first
+            self._stale(f"entry /{path}", first)
+            if entry is None:
+                raise NotFound(path)
+            return entry
         if is_dir[0]:
-            return Entry(name, "dir", path + "/")
+            entry = Entry(name, "dir", path + "/")
+            self._known_entries[path] = entry
+            return entry
         if head[0] is not None:
             self._infos[path] = self._known_infos[path] = head[0]
-            return Entry(name, "file", path, head[0])
+            entry = Entry(name, "file", path, head[0])
+            self._known_entries[path] = entry
+            return entry
         self._negative[path] = True
         raise NotFound(path)
 

@@ -93,7 +93,9 @@ def nine_mib(s3, bucket, mount):
     os.close(fd)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_random_ranged_reads_equal_the_source(nine_mib, data):
     fd, content = nine_mib
@@ -127,7 +129,7 @@ def test_sixteen_concurrent_readers(s3, bucket, mount):
                     while chunk := f.read(256 << 10):
                         h.update(chunk)
             results.append((name, h.hexdigest()))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(16)]

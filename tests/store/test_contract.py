@@ -13,11 +13,11 @@ import boto3
 import pytest
 import trio
 
+from artifactfs.devserver import free_port
 from artifactfs.errors import AccessDenied, BucketNotFound, NotFound, StaleObject, StoreUnavailable
 from artifactfs.store.base import ObjectVersion, list_all
 from artifactfs.store.local import LocalStore
 from artifactfs.store.s3 import S3Settings, S3Store
-from artifactfs.devserver import free_port
 
 KEYS = ["a.txt", "b/one", "b/two", "b/sub/deep", "c-d", "c/x", "empty"]
 

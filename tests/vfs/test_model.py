@@ -71,7 +71,12 @@ def test_read_whole_and_ranges(tmp_path, tree):
         a = await model.lookup(d.ino, "a.bin")
         fh, _ = await model.open(a.ino, writable=False)
         assert await model.read(fh, 0, len(content) + 999) == content
-        for off, size in [(0, 1), (BLOCK - 1, 2), (3 * BLOCK + 5, 2 * BLOCK), (len(content) - 3, 10)]:
+        for off, size in [
+            (0, 1),
+            (BLOCK - 1, 2),
+            (3 * BLOCK + 5, 2 * BLOCK),
+            (len(content) - 3, 10),
+        ]:
             assert await model.read(fh, off, size) == content[off : off + size]
         assert await model.read(fh, len(content), 10) == b""
         model.release(fh)
