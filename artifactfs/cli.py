@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = m.add_argument_group("cache")
     g.add_argument("--cache-dir", type=Path, help="block cache directory (default: per source)")
     g.add_argument("--cache-size", type=_size, default="10G", help="size limit (default 10G)")
-    g.add_argument("--block-size", type=_size, default="4M", help="cache block size (default 4M)")
+    g.add_argument("--block-size", type=_size, default="8M", help="cache block size (default 8M)")
     g.add_argument(
         "--read-ahead",
         type=_size,
@@ -71,10 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest read-ahead window per file; 0 disables (default 64M)",
     )
     g.add_argument(
+        "--kernel-read-ahead",
+        type=_size,
+        default="16M",
+        help="read-ahead window of the kernel for this mount; needs root, "
+        "0 keeps the kernel default of 128K (default 16M)",
+    )
+    g.add_argument(
+        "--max-background",
+        type=int,
+        default=64,
+        help="FUSE requests the kernel keeps in flight; needs root (default 64)",
+    )
+    g.add_argument(
         "--memory-budget",
         type=_size,
-        default="96M",
-        help="memory for blocks held between reads (default 96M)",
+        default="64M",
+        help="memory for blocks held between reads; read-ahead uses half (default 64M)",
     )
     g.add_argument(
         "--metadata-ttl",
@@ -135,6 +148,8 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         block_size=args.block_size,
         read_ahead=args.read_ahead,
         memory_budget=args.memory_budget,
+        kernel_read_ahead=args.kernel_read_ahead,
+        max_background=args.max_background,
         metadata_ttl=args.metadata_ttl,
         negative_ttl=args.negative_ttl,
         request_timeout=args.request_timeout,
@@ -185,7 +200,7 @@ def _mount_in_background(opts: MountOptions, argv: list[str]) -> int:
         return 0
     if line.startswith("ERROR "):
         print(f"artifactfs: cannot mount {opts.mountpoint}: {line[6:]}", file=sys.stderr)
-    elif line == "":
+    else:
         code = proc.poll()
         why = f"exited with status {code}" if code is not None else "did not answer in time"
         print(
@@ -193,8 +208,19 @@ def _mount_in_background(opts: MountOptions, argv: list[str]) -> int:
             file=sys.stderr,
         )
         if code is None:
-            proc.terminate()
+            _stop_wedged_daemon(proc, opts.mountpoint)
     return 1
+
+
+def _stop_wedged_daemon(proc: subprocess.Popen[bytes], mountpoint: Path) -> None:
+    """A daemon that never became ready must not stay behind, nor its mount."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
 
 
 def _read_line(fd: int, timeout: float) -> str:

@@ -22,7 +22,9 @@ from artifactfs.cache.blocks import BlockCache, lock_cache_dir
 from artifactfs.errors import ArtifactFSError, ConfigError
 from artifactfs.fetch import BlockFetcher
 from artifactfs.fs import ArtifactOperations
+from artifactfs.kernel import tune_mount
 from artifactfs.logsetup import redactor
+from artifactfs.memory import tame_malloc
 from artifactfs.metrics import Metrics
 from artifactfs.namespace import BucketNamespace
 from artifactfs.notify import ReadyPipe, sd_notify
@@ -85,6 +87,7 @@ def fuse_options(opts: MountOptions) -> set[str]:
 
 def run(opts: MountOptions, ready: ReadyPipe) -> int:
     """Mount and serve until unmounted or signalled. Returns the exit status."""
+    tame_malloc()  # before any thread allocates
     try:
         return trio.run(_serve, opts, ready)
     except ArtifactFSError as exc:
@@ -117,7 +120,8 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         namespace = BucketNamespace(store, metrics, opts.metadata_ttl, opts.negative_ttl)
         fetcher = BlockFetcher(
             store, disk, metrics, opts.block_size, opts.memory_budget,
-            max_prefetch=max(1, min(16, opts.read_ahead // opts.block_size)),
+            max_prefetch=max(1, min(8, opts.read_ahead // opts.block_size)),
+            write_budget=min(64 << 20, opts.memory_budget // 2),
         )  # fmt: skip
         model = FileSystemModel(
             namespace,
@@ -129,6 +133,7 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
                 gid=opts.gid if opts.gid >= 0 else os.getgid(),
                 metadata_ttl=opts.metadata_ttl,
                 read_ahead_bytes=opts.read_ahead,
+                kernel_read_ahead=opts.kernel_read_ahead if os.geteuid() == 0 else 0,
             ),
         )
         pyfuse3.init(ArtifactOperations(model), str(opts.mountpoint), fuse_options(opts))
@@ -141,13 +146,16 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
             async with trio.open_nursery() as nursery:
                 fetcher.attach(nursery)
                 nursery.start_soon(_stop_on_signals)
-                nursery.start_soon(_announce_ready, opts.mountpoint, ready)
+                nursery.start_soon(_announce_ready, opts, ready)
                 await pyfuse3.main()
+                with trio.move_on_after(30):
+                    await fetcher.drain()  # blocks read but not yet on disk
                 nursery.cancel_scope.cancel()
         finally:
             sd_notify("STOPPING=1")
             pyfuse3.close(unmount=True)
-            log.info("unmounted %s", opts.mountpoint)
+            figures = " ".join(f"{k}={v}" for k, v in metrics.snapshot().items())
+            log.info("unmounted %s; %s", opts.mountpoint, figures)
         return 0
     finally:
         await store.aclose()
@@ -162,9 +170,12 @@ async def _stop_on_signals() -> None:
             return
 
 
-async def _announce_ready(mountpoint: Path, ready: ReadyPipe) -> None:
+async def _announce_ready(opts: MountOptions, ready: ReadyPipe) -> None:
     """Ready means the kernel routes a stat of the mount point to us and we answer."""
-    st = await trio.to_thread.run_sync(os.stat, mountpoint)
+    st = await trio.to_thread.run_sync(os.stat, opts.mountpoint)
     if st.st_ino != pyfuse3.ROOT_INODE:
-        log.warning("mount point %s answered with inode %d", mountpoint, st.st_ino)
+        log.warning("mount point %s answered with inode %d", opts.mountpoint, st.st_ino)
+    await trio.to_thread.run_sync(
+        tune_mount, opts.mountpoint, st.st_dev, opts.kernel_read_ahead // 1024, opts.max_background
+    )
     ready.ready()

@@ -5,7 +5,12 @@ One BlockFetcher per daemon. It guarantees:
 - a block is fetched at exactly the version the handle pinned; the store
   raises StaleObject rather than return another version's bytes;
 - read-ahead runs in background tasks, bounded by a limiter (memory in
-  flight) and by the hot LRU's byte budget (memory at rest).
+  flight) and by the hot LRU's byte budget (memory at rest);
+- blocks are written to the disk cache behind the reader (write-behind), so
+  a disk slower than the network does not slow reads down: when more than
+  `write_budget` bytes wait for the disk, further blocks are served without
+  being cached (counted in `cache_writes_skipped`). A clean unmount drains
+  the queue first.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class BlockFetcher:
         block_size: int = 4 << 20,
         memory_budget: int = 96 << 20,
         max_prefetch: int = 8,
+        write_budget: int = 64 << 20,
     ):
         self.store = store
         self.disk = disk
@@ -60,15 +66,24 @@ class BlockFetcher:
         self._prefetched: set[BlockId] = set()
         self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
         self._nursery: trio.Nursery | None = None
+        self.write_budget = write_budget
+        self._pending_writes: dict[BlockId, bytes] = {}
+        self._pending_bytes = 0
+        self._drained = trio.Event()
+        self._drained.set()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the fetcher a nursery for read-ahead tasks (none: no read-ahead)."""
         self._nursery = nursery
 
-    def detector(self, window_bytes: int) -> SequentialDetector:
-        return SequentialDetector(
-            max(0, window_bytes // self.block_size), slack=min(1 << 20, self.block_size)
-        )
+    def detector(self, window_bytes: int, kernel_read_ahead: int = 0) -> SequentialDetector:
+        """A detector for one handle; the window never exceeds half the hot LRU,
+        so blocks fetched ahead are still in memory when the reader gets there.
+        The slack covers the kernel's own read-ahead, whose requests arrive out
+        of order."""
+        window = min(window_bytes, self._hot.maxsize // 2) // self.block_size
+        slack = min(1 << 20, self.block_size) + kernel_read_ahead
+        return SequentialDetector(max(0, window), slack=slack)
 
     def block_length(self, version: ObjectVersion, blockno: int) -> int:
         return max(0, min(self.block_size, version.size - blockno * self.block_size))
@@ -90,7 +105,13 @@ class BlockFetcher:
             ahead = detector.observe(off, end - off)
             if ahead:
                 nblocks = (version.size + bs - 1) // bs
-                self._schedule(version, range(last + 1, min(last + 1 + ahead, nblocks)))
+                start = detector.scheduled_until
+                if not last + 1 <= start <= last + 1 + ahead:
+                    start = last + 1
+                stop = min(last + 1 + ahead, nblocks)
+                if start < stop:
+                    self._schedule(version, range(start, stop))
+                    detector.scheduled_until = stop
         if first == last:
             data = await self.block(version, first)
             return data[off - first * bs : end - first * bs]
@@ -105,7 +126,7 @@ class BlockFetcher:
     async def block(self, version: ObjectVersion, blockno: int) -> bytes:
         bid = (version.digest, blockno)
         while True:
-            data = self._hot.get(bid)
+            data = self._hot.get(bid) or self._pending_writes.get(bid)
             if data is not None:
                 self.metrics.hot_hits += 1
                 if bid in self._prefetched:
@@ -148,8 +169,36 @@ class BlockFetcher:
         self.metrics.gets += 1
         data = await self.store.get_range(version, blockno * self.block_size, length)
         self.metrics.bytes_fetched += len(data)
-        await self.disk.put(bid, data)
+        if self._nursery is None:
+            await self.disk.put(bid, data)
+        else:
+            self._write_behind(bid, data)
         return data
+
+    def _write_behind(self, bid: BlockId, data: bytes) -> None:
+        if bid in self._pending_writes:
+            return
+        assert self._nursery is not None
+        if self._pending_bytes + len(data) > self.write_budget:
+            self.metrics.cache_writes_skipped += 1
+            return
+        self._pending_writes[bid] = data
+        self._pending_bytes += len(data)
+        self._drained = trio.Event() if self._drained.is_set() else self._drained
+        self._nursery.start_soon(self._write_one, bid, data)
+
+    async def _write_one(self, bid: BlockId, data: bytes) -> None:
+        try:
+            await self.disk.put(bid, data)
+        finally:
+            del self._pending_writes[bid]
+            self._pending_bytes -= len(data)
+            if not self._pending_writes:
+                self._drained.set()
+
+    async def drain(self) -> None:
+        """Wait until every block handed to the disk cache is written."""
+        await self._drained.wait()
 
     def _schedule(self, version: ObjectVersion, blocknos: range) -> None:
         assert self._nursery is not None
@@ -157,7 +206,7 @@ class BlockFetcher:
             bid = (version.digest, b)
             if bid in self._hot or bid in self._flights or bid in self._prefetching:
                 continue
-            if len(self._prefetching) >= 2 * self.max_prefetch:
+            if len(self._prefetching) >= self.max_prefetch:
                 return
             self._prefetching.add(bid)
             self.metrics.prefetch_started += 1

@@ -21,6 +21,7 @@ class Metrics:
     stale_reads: int = 0
     prefetch_started: int = 0
     prefetch_used: int = 0
+    cache_writes_skipped: int = 0  # disk slower than the network: served uncached
     lists: int = 0
     heads: int = 0
 

@@ -76,9 +76,11 @@ class MountOptions:
     path_style: bool | None = None
     cache_dir: Path | None = None
     cache_size: int = 10 << 30
-    block_size: int = 4 << 20
+    block_size: int = 8 << 20
     read_ahead: int = 64 << 20
-    memory_budget: int = 96 << 20
+    memory_budget: int = 64 << 20
+    kernel_read_ahead: int = 16 << 20
+    max_background: int = 64
     metadata_ttl: float = 1.0
     negative_ttl: float = 1.0
     request_timeout: float = 30.0

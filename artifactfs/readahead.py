@@ -16,6 +16,7 @@ class SequentialDetector:
         self.slack = slack
         self._next_off = 0
         self._window = 0
+        self.scheduled_until = 0  # first block not yet handed to read-ahead
 
     def observe(self, off: int, size: int) -> int:
         """Record a read; return how many blocks to fetch ahead of it."""

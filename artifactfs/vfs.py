@@ -38,6 +38,7 @@ class ModelOptions:
     gid: int
     metadata_ttl: float = 1.0
     read_ahead_bytes: int = 64 << 20
+    kernel_read_ahead: int = 0
     blksize: int = 1 << 20
 
 
@@ -227,7 +228,9 @@ class FileSystemModel:
             log.info("%s changed (etag %s -> %s)", node.path, node.last_opened.etag, version.etag)
         node.last_opened = version
         fh = next(self._fhs)
-        detector = self.fetcher.detector(self.options.read_ahead_bytes)
+        detector = self.fetcher.detector(
+            self.options.read_ahead_bytes, self.options.kernel_read_ahead
+        )
         self._files[fh] = OpenFile(node, version, detector)
         return fh, keep_cache
 

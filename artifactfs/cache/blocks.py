@@ -18,7 +18,9 @@ import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
+import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +132,7 @@ class BlockCache:
         self._pins[block] += 1
         path = self.path_of(block)
         try:
-            raw = await trio.to_thread.run_sync(_read_file, path, limiter=self._io)
+            header, data = await trio.to_thread.run_sync(_read_file, path, length, limiter=self._io)
         except FileNotFoundError:
             self._forget(block)
             return None
@@ -141,7 +143,8 @@ class BlockCache:
         finally:
             self._unpin(block)
         try:
-            return blockfile.decode(raw, block[0], block[1], length)
+            blockfile.verify(header, data, block[0], block[1], length)
+            return data
         except blockfile.CorruptBlock as exc:
             self.corrupt_blocks += 1
             log.warning("corrupt cached block %s (%s); discarded, fetching it again", path, exc)
@@ -155,9 +158,8 @@ class BlockCache:
             self._index.move_to_end(block)
             return True
         path = self.path_of(block)
-        header = blockfile.encode(block[0], block[1], data)
         try:
-            await trio.to_thread.run_sync(_write_file, path, header, data, limiter=self._io)
+            await trio.to_thread.run_sync(_write_file, path, block, data, limiter=self._io)
         except OSError as exc:
             self.write_failures += 1
             if exc.errno in _DISK_FULL:
@@ -171,7 +173,7 @@ class BlockCache:
                 log.warning("cannot write cached block %s: %s", path, exc.strerror or exc)
             return False
         self._disk_full_warned = False
-        size = blockfile.HEADER_SIZE + len(data)
+        size = blockfile.file_size(len(data))
         if block in self._index:  # raced with another writer of the same block
             return True
         self._index[block] = size
@@ -216,25 +218,100 @@ class BlockCache:
         )
 
 
-def _read_file(path: Path) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.read()
-
-
-def _write_file(path: Path, header: bytes, data: bytes) -> None:
-    """Write to a unique temp name, then rename: readers see whole blocks or none."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(data):x}.tmp")
+def _read_file(path: Path, length: int) -> tuple[bytes, bytes]:
+    """Header and data in two reads (no copy of the data); size checked against the header."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with open(tmp, "wb", buffering=0) as f:
-            for chunk in (header, data):
-                view = memoryview(chunk)
-                while view:
-                    view = view[f.write(view) :]
+        if os.fstat(fd).st_size != blockfile.file_size(length):
+            return b"", b""  # truncated or extended: verify() reports it as corrupt
+        header = os.pread(fd, blockfile.HEADER_SIZE, 0)
+        data = os.pread(fd, length, blockfile.DATA_OFFSET)
+        return header, data
+    finally:
+        os.close(fd)
+
+
+_direct_io = {"ok": hasattr(os, "O_DIRECT")}
+_buffers = threading.local()
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    """A page-aligned buffer reused by this thread (O_DIRECT needs alignment)."""
+    buf: mmap.mmap | None = getattr(_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = mmap.mmap(-1, size)
+        _buffers.buf = buf
+    return buf
+
+
+def _write_file(path: Path, block: BlockId, data: bytes) -> None:
+    """Write to a unique temp name, then rename: readers see whole blocks or none.
+
+    O_DIRECT skips the copy into the page cache, which costs a third of the
+    daemon's CPU on a cold sequential read otherwise; filesystems without it
+    (tmpfs) get ordinary buffered writes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident():x}.tmp")
+    pieces = blockfile.pieces(block[0], block[1], data)
+    try:
+        if _direct_io["ok"]:
+            try:
+                _write_direct(tmp, pieces)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _direct_io["ok"] = False
+                log.debug("O_DIRECT not supported under %s; using buffered writes", path.parent)
+        if not _direct_io["ok"]:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, memoryview(b"".join(pieces)))
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+_DIRECT_CHUNK = 1 << 20
+
+
+def _write_direct(tmp: Path, pieces: list[bytes]) -> None:
+    """Copy through a 1 MiB page-aligned buffer per thread, written at aligned offsets."""
+    buf = _aligned_buffer(_DIRECT_CHUNK)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_DIRECT
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        offset = 0
+        fill = 0
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                n = min(len(view), _DIRECT_CHUNK - fill)
+                buf[fill : fill + n] = view[:n]
+                fill += n
+                view = view[n:]
+                if fill == _DIRECT_CHUNK:
+                    _pwrite_all(fd, memoryview(buf), offset)
+                    offset += fill
+                    fill = 0
+        if fill:  # the pieces are page-padded, so this is a whole number of pages
+            _pwrite_all(fd, memoryview(buf)[:fill], offset)
+    finally:
+        os.close(fd)
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _unlink_quietly(path: str | os.PathLike[str]) -> None:

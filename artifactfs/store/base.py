@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 
@@ -22,7 +23,7 @@ class ObjectInfo:
     mtime_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ObjectVersion:
     """One immutable version of an object: the identity of cached content."""
 
@@ -35,9 +36,12 @@ class ObjectVersion:
     def of(cls, bucket: str, info: ObjectInfo) -> ObjectVersion:
         return cls(bucket, info.key, info.etag, info.size)
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
-        """A fixed-size name for this version, used in block file names and headers."""
+        """A fixed-size name for this version, used in block file names and headers.
+
+        Computed once per version object: every block lookup of a read uses it.
+        """
         h = hashlib.sha256()
         for part in (self.bucket, self.key, self.etag, str(self.size)):
             h.update(part.encode("utf-8", "surrogateescape"))

@@ -21,8 +21,8 @@ def _replace(path, data):
 
 
 def test_overwritten_object_old_handle_stale_new_open_fresh(s3, bucket, mount):
-    old = b"A" * (8 * MIB)
-    new = b"B" * (8 * MIB)  # same size: only the etag tells the versions apart
+    old = b"A" * (24 * MIB)
+    new = b"B" * (24 * MIB)  # same size: only the etag tells the versions apart
     (bucket / "v.bin").write_bytes(old)
     m = mount("s3://bkt", "--metadata-ttl", "0", "--read-ahead", "0", server=s3)
     fd = os.open(m.path / "v.bin", os.O_RDONLY)
@@ -30,7 +30,7 @@ def test_overwritten_object_old_handle_stale_new_open_fresh(s3, bucket, mount):
         assert os.pread(fd, 4096, 0) == old[:4096]
         _replace(bucket / "v.bin", new)
         with pytest.raises(OSError) as err:
-            os.pread(fd, 4096, 6 * MIB)  # a block not cached yet: must not come from `new`
+            os.pread(fd, 4096, 20 * MIB)  # a block not cached yet: must not come from `new`
         assert err.value.errno == errno.ESTALE
     finally:
         os.close(fd)

@@ -12,7 +12,7 @@ from artifactfs.errors import CacheInUse
 
 D1, D2 = bytes([1]) * 32, bytes([2]) * 32
 BLOCK = 64 << 10
-ON_DISK = blockfile.HEADER_SIZE + BLOCK
+ON_DISK = blockfile.file_size(BLOCK)
 
 
 def _cache(tmp_path, limit=10 * ON_DISK):
@@ -125,7 +125,7 @@ def test_truncated_block_is_discarded(tmp_path):
 
 
 def test_disk_full_serves_uncached_with_one_warning(tmp_path, monkeypatch, caplog):
-    def full(path, header, data):
+    def full(path, block, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def main():
