@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="let other users read the mount (kernel checks permissions)",
     )
     g.add_argument("-f", "--foreground", action="store_true", help="do not detach")
-    g.add_argument("--debug", action="store_true", help="log every operation (no secrets)")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        help="debug-level logs of artifactfs itself (botocore stays at warnings; secrets are masked)",
+    )
     g.add_argument(
         "--log-file",
         type=Path,
