@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--debug",
         action="store_true",
-        help="debug-level logs of artifactfs itself (botocore stays at warnings; secrets are masked)",
+        help="debug logs of artifactfs (botocore stays at warnings; secrets are masked)",
     )
     g.add_argument(
         "--log-file",

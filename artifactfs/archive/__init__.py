@@ -1,0 +1,1 @@
+"""Archives as directories: format detection, member scanning, persistent indexes."""

@@ -1,0 +1,42 @@
+"""Member names from archives are hostile input: clean them or refuse them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from artifactfs.names import NAME_MAX
+
+PATH_MAX = 4096
+MemberKind = Literal["file", "dir", "symlink", "hardlink"]
+
+
+@dataclass(slots=True)
+class Member:
+    """One entry of an archive as the index stores it."""
+
+    path: str  # cleaned, relative, no trailing slash
+    kind: MemberKind
+    mode: int  # permission bits only
+    size: int
+    mtime_ns: int
+    offset: int  # where the data starts in the (uncompressed) archive stream
+    link: str = ""  # symlink target as stored; hardlink target as a cleaned path
+
+
+def clean_path(name: str) -> str | None:
+    """`./a/b/` -> `a/b`; None for names that must not be shown.
+
+    Refused: NUL bytes, a `..` component, a component over 255 bytes, a path
+    over 4096 bytes, and the archive root itself. Leading `/` and `./` are
+    stripped, as tar extraction does.
+    """
+    if "\0" in name or len(os.fsencode(name)) > PATH_MAX:
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
+        return None
+    return "/".join(parts)
