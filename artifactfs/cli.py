@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a missing name is remembered (default 1)",
     )
+    g = m.add_argument_group("archives")
+    g.add_argument(
+        "--archives",
+        choices=("unpack", "raw", "both"),
+        default="unpack",
+        help="show archive objects as directories (unpack), as files (raw) or both "
+        "(default unpack)",
+    )
     g = m.add_argument_group("mount")
     g.add_argument("--uid", type=int, default=-1, help="owner of every file (default: you)")
     g.add_argument("--gid", type=int, default=-1, help="group of every file (default: yours)")
@@ -159,6 +167,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         request_timeout=args.request_timeout,
         max_attempts=args.max_attempts,
         max_concurrency=args.max_concurrency,
+        archives=args.archives,
         uid=args.uid,
         gid=args.gid,
         allow_other=args.allow_other,

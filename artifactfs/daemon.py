@@ -18,6 +18,7 @@ import boto3
 import pyfuse3
 import trio
 
+from artifactfs.archives import ArchiveService
 from artifactfs.cache.blocks import BlockCache, lock_cache_dir
 from artifactfs.errors import ArtifactFSError, ConfigError
 from artifactfs.fetch import BlockFetcher
@@ -117,7 +118,11 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         disk = BlockCache(cache_dir, opts.cache_size)
         await trio.to_thread.run_sync(disk.load_index)
         metrics = Metrics()
-        namespace = BucketNamespace(store, metrics, opts.metadata_ttl, opts.negative_ttl)
+        archives = ArchiveService(store, cache_dir, metrics)
+        namespace = BucketNamespace(
+            store, metrics, opts.metadata_ttl, opts.negative_ttl,
+            archives=archives, archive_mode=opts.archives,
+        )  # fmt: skip
         fetcher = BlockFetcher(
             store, disk, metrics, opts.block_size, opts.memory_budget,
             max_prefetch=max(1, min(8, opts.read_ahead // opts.block_size)),
@@ -135,6 +140,7 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
                 read_ahead_bytes=opts.read_ahead,
                 kernel_read_ahead=opts.kernel_read_ahead if os.geteuid() == 0 else 0,
             ),
+            archives,
         )
         pyfuse3.init(ArtifactOperations(model), str(opts.mountpoint), fuse_options(opts))
         log.info(

@@ -16,8 +16,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from artifactfs.archive.detect import archive_stem
 from artifactfs.devserver import S3Server
-from artifactfs.studio_seed import archive_listing, member_text, seed_studioml
+from artifactfs.studio_seed import seed_studioml
 
 
 def _tree(root: Path, limit: int = 60) -> list[str]:
@@ -66,12 +67,13 @@ def run_demo(workdir: Path | None, exit_after: float | None) -> int:
         mounted = True
         print(f"demo: mounted s3://studioml-artifacts at {mountpoint}\n")
         print("\n".join(_tree(mountpoint)))
-        workspace = mountpoint / experiment["artifacts"]["workspace"]["key"]
-        print(f"\ndemo: members of {workspace.name} (read lazily through the mount):")
-        for name in archive_listing(workspace):
-            print(f"    {name}")
-        print("\ndemo: train.py from the workspace archive:\n")
-        print(member_text(workspace, "train.py"))
+        key = experiment["artifacts"]["workspace"]["key"]
+        workspace = (
+            mountpoint / key.rpartition("/")[0] / (archive_stem(key.rpartition("/")[2]) or "")
+        )
+        print(f"\ndemo: the workspace archive {key} is the directory {workspace.name}/;")
+        print(f"demo: cat {workspace / 'train.py'}  (only this member's bytes are fetched)\n")
+        print((workspace / "train.py").read_text())
         print(f"demo: log of the daemon: {work / 'artifactfs.log'}")
         _wait(exit_after, mountpoint)
         return 0

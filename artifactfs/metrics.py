@@ -22,6 +22,8 @@ class Metrics:
     prefetch_started: int = 0
     prefetch_used: int = 0
     cache_writes_skipped: int = 0  # disk slower than the network: served uncached
+    indexes_built: int = 0
+    indexes_loaded: int = 0
     lists: int = 0
     heads: int = 0
 

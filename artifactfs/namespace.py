@@ -20,10 +20,12 @@ from typing import Literal
 import cachetools
 import trio
 
+from artifactfs.archive.detect import archive_stem
+from artifactfs.archives import SUPPORTED, ArchiveService
 from artifactfs.errors import ArtifactFSError, NotFound, StoreUnavailable
 from artifactfs.metrics import Metrics
 from artifactfs.names import is_valid_name
-from artifactfs.store.base import ObjectInfo, ObjectStore, list_all
+from artifactfs.store.base import ObjectInfo, ObjectStore, ObjectVersion, list_all
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Entry:
     kind: Kind
     path: str
     info: ObjectInfo | None = None
+    archive: bool = False  # a directory that is an archive object (path is its key)
 
 
 class _ListFlight:
@@ -54,9 +57,13 @@ class BucketNamespace:
         metadata_ttl: float = 1.0,
         negative_ttl: float = 1.0,
         max_cached_dirs: int = 512,
+        archives: ArchiveService | None = None,
+        archive_mode: str = "unpack",
     ):
         self.store = store
         self.metrics = metrics
+        self.archives = archives
+        self.archive_mode = archive_mode if archives is not None else "raw"
         ttl = max(metadata_ttl, 1e-6)
         self._listings: cachetools.TTLCache[str, dict[str, Entry]] = cachetools.TTLCache(
             max_cached_dirs, ttl
@@ -134,9 +141,48 @@ class BucketNamespace:
         for name in files.keys() & dirs.keys():
             log.debug("%s%s: both an object and a prefix; showing the directory", prefix, name)
         merged = {**files, **dirs}
+        await self._show_archives(merged)
         return {
             n: merged[n] for n in sorted(merged, key=lambda n: n.encode("utf-8", "surrogateescape"))
         }
+
+    async def _show_archives(self, entries: dict[str, Entry]) -> None:
+        """Turn archive objects into directories named without their archive extension.
+
+        Only names with an archive suffix are looked at (one small ranged GET
+        each, remembered per version); what they hold is decided by content.
+        When the shorter name is taken by a sibling, the full name is kept.
+        """
+        if self.archive_mode == "raw" or self.archives is None:
+            return
+        archives = self.archives
+        candidates = [
+            e for e in entries.values() if e.kind == "file" and e.info and archive_stem(e.name)
+        ]
+        found: list[Entry] = []
+
+        async def check(entry: Entry) -> None:
+            assert entry.info is not None
+            try:
+                fmt = await archives.sniff(ObjectVersion.of(self.store.bucket, entry.info))
+            except ArtifactFSError as exc:
+                log.warning("%s: cannot tell whether it is an archive (%s)", entry.path, exc)
+                return
+            if fmt in SUPPORTED:
+                found.append(entry)
+
+        async with trio.open_nursery() as nursery:
+            for entry in candidates:
+                nursery.start_soon(check, entry)
+        for entry in sorted(found, key=lambda e: e.name):
+            stem = archive_stem(entry.name) or entry.name
+            name = stem if stem not in entries else entry.name
+            if self.archive_mode == "both" and name == entry.name:
+                log.debug("%s: no free name for its directory view", entry.path)
+                continue
+            if self.archive_mode == "unpack":
+                del entries[entry.name]
+            entries[name] = Entry(name, "dir", entry.path, entry.info, archive=True)
 
     async def lookup(self, prefix: str, name: str) -> Entry:
         """One entry of a directory, without listing it all when it is not cached."""
@@ -151,6 +197,15 @@ class BucketNamespace:
         path = prefix + name
         if path in self._negative:
             raise NotFound(path)
+        if self.archive_mode != "raw":
+            # Archive names depend on siblings (a stem taken by another name keeps
+            # the full name), so they are answered from the whole listing.
+            try:
+                entry = await self._lookup_via_listing(prefix, name)
+            except StoreUnavailable:
+                entry = None  # the probes below fall back to what was last known
+            if entry is not None:
+                return entry
 
         head: list[ObjectInfo | None] = [None]
         is_dir = [False]
@@ -200,6 +255,20 @@ class BucketNamespace:
             return entry
         self._negative[path] = True
         raise NotFound(path)
+
+    async def _lookup_via_listing(self, prefix: str, name: str) -> Entry | None:
+        """Probe for `name.<archive suffix>` objects; list the directory if there are any."""
+        if archive_stem(name) is None:
+            page = await self.store.list_page(prefix + name + ".", "/", None, 20)
+            self.metrics.lists += 1
+            if not any(archive_stem(o.key[len(prefix) :]) == name for o in page.objects):
+                return None
+        listing = await self.list_dir(prefix)
+        entry = listing.get(name)
+        if entry is None:
+            self._negative[prefix + name] = True
+            raise NotFound(prefix + name)
+        return entry
 
     async def object_info(self, key: str) -> ObjectInfo:
         """Current metadata of an object, at most `metadata_ttl` old."""

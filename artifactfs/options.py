@@ -86,6 +86,7 @@ class MountOptions:
     request_timeout: float = 30.0
     max_attempts: int = 3
     max_concurrency: int = 16
+    archives: str = "unpack"  # unpack | raw | both
     uid: int = -1
     gid: int = -1
     allow_other: bool = False

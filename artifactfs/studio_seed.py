@@ -12,7 +12,6 @@ the layout real runners see (see DESIGN.md, "How StudioML stores artifacts"):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -103,18 +102,3 @@ def seed_studioml(artifact_bucket: Path, meta_bucket: Path, key: str = "demo-exp
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(experiment, indent=2))
     return experiment
-
-
-def member_text(archive: Path, name: str) -> str:
-    """Read one member of a tar through ordinary file reads (tarfile seeks lazily)."""
-    with open(archive, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        for member in tar:
-            if member.name.lstrip("./") == name:
-                extracted = tar.extractfile(member)
-                return extracted.read().decode() if extracted else ""
-    return ""
-
-
-def archive_listing(archive: Path) -> list[str]:
-    with open(archive, "rb") as f, tarfile.open(fileobj=io.BufferedReader(f), mode="r:") as tar:
-        return [m.name for m in tar]

@@ -13,7 +13,11 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
+from artifactfs.archive.index import ArchiveIndex
+from artifactfs.archive.members import Member
+from artifactfs.archives import ArchiveService
 from artifactfs.errors import (
     BadHandle,
     IsADirectory,
@@ -40,6 +44,7 @@ class ModelOptions:
     read_ahead_bytes: int = 64 << 20
     kernel_read_ahead: int = 0
     blksize: int = 1 << 20
+    archive_ttl: float = 300.0  # members of one archive version never change
 
 
 @dataclass(slots=True)
@@ -62,12 +67,19 @@ class Node:
     ino: int
     parent: int
     name: str
-    kind: Kind
-    path: str  # a prefix ending in '/' ('' for the bucket root) or an object key
+    kind: Kind | Literal["symlink"]
+    path: str  # a prefix ending in '/', an object key, or a member path in an archive
     info: ObjectInfo | None = None
     info_at: float = 0.0
     lookups: int = 0
     last_opened: ObjectVersion | None = None
+    archive: ObjectVersion | None = None  # set on an archive's root and its members
+    member: Member | None = None  # set on members
+
+    @property
+    def member_path(self) -> str:
+        """Path inside the archive ('' for the archive's root)."""
+        return self.member.path if self.member is not None else ""
 
 
 @dataclass(slots=True)
@@ -75,12 +87,14 @@ class OpenFile:
     node: Node
     version: ObjectVersion
     detector: SequentialDetector
+    base: int = 0  # offset of the content in the object (an archive member's data)
+    size: int = -1  # length of the content; -1: the whole object
 
 
 @dataclass(slots=True)
 class OpenDir:
     node: Node
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry | Member] = field(default_factory=list)
 
 
 class FileSystemModel:
@@ -91,9 +105,11 @@ class FileSystemModel:
         bucket: str,
         root_prefix: str,
         options: ModelOptions,
+        archives: ArchiveService | None = None,
     ):
         self.namespace = namespace
         self.fetcher = fetcher
+        self.archives = archives
         self.bucket = bucket
         self.options = options
         self.mount_time_ns = time.time_ns()
@@ -123,8 +139,17 @@ class FileSystemModel:
         key = (parent.ino, entry.name)
         ino = self._children.get(key)
         node = self._nodes.get(ino) if ino is not None else None
-        if node is None or node.kind != entry.kind or node.path != entry.path:
-            node = Node(next(self._inos), parent.ino, entry.name, entry.kind, entry.path)
+        archive = (
+            ObjectVersion.of(self.bucket, entry.info) if entry.archive and entry.info else None
+        )
+        if (
+            node is None
+            or node.kind != entry.kind
+            or node.path != entry.path
+            or node.archive != archive
+        ):
+            node = Node(next(self._inos), parent.ino, entry.name, entry.kind, entry.path,
+                        archive=archive)  # fmt: skip
             self._nodes[node.ino] = node
             self._children[key] = node.ino
         if entry.info is not None:
@@ -132,8 +157,37 @@ class FileSystemModel:
             node.info_at = time.monotonic()
         return node
 
+    def _member_node(self, parent: Node, member: Member) -> Node:
+        """The node of an archive member; a new inode whenever the member differs."""
+        name = member.path.rpartition("/")[2]
+        key = (parent.ino, name)
+        ino = self._children.get(key)
+        node = self._nodes.get(ino) if ino is not None else None
+        if node is None or node.member != member or node.archive != parent.archive:
+            kind = "file" if member.kind == "file" else member.kind
+            node = Node(next(self._inos), parent.ino, name, kind, member.path,  # type: ignore[arg-type]
+                        archive=parent.archive, member=member)  # fmt: skip
+            self._nodes[node.ino] = node
+            self._children[key] = node.ino
+        return node
+
+    def _member_attributes(self, node: Node) -> Attributes:
+        o = self.options
+        m = node.member
+        assert m is not None
+        type_bits = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}.get(m.kind, stat.S_IFREG)
+        nlink = 2 if m.kind == "dir" else 1
+        return Attributes(node.ino, type_bits | m.mode, m.size, m.mtime_ns, nlink,
+                          o.uid, o.gid, o.blksize, max(o.archive_ttl, o.metadata_ttl))  # fmt: skip
+
     def attributes(self, node: Node) -> Attributes:
         o = self.options
+        if node.member is not None:
+            return self._member_attributes(node)
+        if node.kind == "dir" and node.archive is not None:
+            mtime = node.info.mtime_ns if node.info else self.mount_time_ns
+            return Attributes(node.ino, stat.S_IFDIR | 0o555, 0, mtime, 2,
+                              o.uid, o.gid, o.blksize, o.metadata_ttl)  # fmt: skip
         if node.kind == "dir":
             return Attributes(
                 node.ino, stat.S_IFDIR | 0o555, 0, self.mount_time_ns, 2,
@@ -154,6 +208,13 @@ class FileSystemModel:
             node = parent
         elif name == "..":
             node = self.node(parent.parent)
+        elif parent.archive is not None:
+            index = await self._index(parent)
+            inner = f"{parent.member_path}/{name}" if parent.member_path else name
+            member = index.lookup(inner)
+            if member is None:
+                raise NotFound(f"{parent.archive.key}:{inner}")
+            node = self._member_node(parent, member)
         else:
             entry = await self.namespace.lookup(parent.path, name)
             node = self._node_for(parent, entry)
@@ -171,22 +232,42 @@ class FileSystemModel:
             if self._children.get(key) == ino:
                 del self._children[key]
 
+    async def _index(self, node: Node) -> ArchiveIndex:
+        assert node.archive is not None and self.archives is not None
+        root = node
+        while root.member is not None:
+            root = self._nodes.get(root.parent, root)
+            if root is node:
+                break
+        mtime = root.info.mtime_ns if root.info else self.mount_time_ns
+        return await self.archives.index(node.archive, mtime)
+
     async def getattr(self, ino: int) -> Attributes:
         node = self.node(ino)
+        if node.archive is not None:
+            return self.attributes(node)
         if node.kind == "file" and time.monotonic() - node.info_at > self.options.metadata_ttl:
             node.info = await self.namespace.object_info(node.path)
             node.info_at = time.monotonic()
         return self.attributes(node)
 
     def readlink(self, ino: int) -> str:
-        raise NotASymlink(self.node(ino).path)
+        node = self.node(ino)
+        if node.member is not None and node.member.kind == "symlink":
+            return node.member.link
+        raise NotASymlink(node.path)
 
     # ----------------------------------------------------------- directories
     async def opendir(self, ino: int) -> int:
         node = self._dir_node(ino)
-        listing = await self.namespace.list_dir(node.path)
+        entries: list[Entry | Member]
+        if node.archive is not None:
+            index = await self._index(node)
+            entries = list(index.children(node.member_path))
+        else:
+            entries = list((await self.namespace.list_dir(node.path)).values())
         fh = next(self._fhs)
-        self._dirs[fh] = OpenDir(node, list(listing.values()))
+        self._dirs[fh] = OpenDir(node, entries)
         return fh
 
     def readdir(self, fh: int, start: int) -> Iterator[tuple[int, str, Attributes]]:
@@ -200,8 +281,11 @@ class FileSystemModel:
             raise BadHandle(f"directory handle {fh}")
         for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
-            node = self._node_for(handle.node, entry)
-            yield index + 1, entry.name, self.attributes(node)
+            if isinstance(entry, Member):
+                node = self._member_node(handle.node, entry)
+            else:
+                node = self._node_for(handle.node, entry)
+            yield index + 1, node.name, self.attributes(node)
 
     def remember(self, ino: int) -> None:
         """The kernel now holds a reference to `ino` (readdirplus entry accepted)."""
@@ -220,6 +304,17 @@ class FileSystemModel:
         node = self.node(ino)
         if node.kind == "dir":
             raise IsADirectory(node.path)
+        detector = self.fetcher.detector(
+            self.options.read_ahead_bytes, self.options.kernel_read_ahead
+        )
+        if node.member is not None:
+            assert node.archive is not None
+            if node.member.kind != "file":
+                raise NotFound(node.path)
+            fh = next(self._fhs)
+            m = node.member
+            self._files[fh] = OpenFile(node, node.archive, detector, m.offset, m.size)
+            return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()
         version = ObjectVersion.of(self.bucket, info)
@@ -228,9 +323,6 @@ class FileSystemModel:
             log.info("%s changed (etag %s -> %s)", node.path, node.last_opened.etag, version.etag)
         node.last_opened = version
         fh = next(self._fhs)
-        detector = self.fetcher.detector(
-            self.options.read_ahead_bytes, self.options.kernel_read_ahead
-        )
         self._files[fh] = OpenFile(node, version, detector)
         return fh, keep_cache
 
@@ -238,6 +330,11 @@ class FileSystemModel:
         handle = self._files.get(fh)
         if handle is None:
             raise BadHandle(f"file handle {fh}")
+        if handle.size >= 0:  # a member: a window of the archive object
+            size = max(0, min(size, handle.size - off))
+            if size == 0:
+                return b""
+            off += handle.base
         return await self.fetcher.read(handle.version, off, size, handle.detector)
 
     def release(self, fh: int) -> None:

@@ -90,6 +90,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "blobstore/" in out and "experiments/" in out
-    assert "modeldir.tar" in out and "train.py" in out
+    assert "modeldir/" in out and "checkpoint.bin" in out and "train.py" in out
     assert "def main():" in out  # the file printed from the workspace archive
     assert not is_mounted(tmp_path / "demo" / "mnt")
