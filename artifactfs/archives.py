@@ -8,27 +8,42 @@ listing a 1 GiB tar with a few big members transfers kilobytes.
 Indexes are files under CACHE_DIR/index named by the archive version's
 digest: built once per version, reused by every later mount; a damaged or
 foreign one is deleted and rebuilt.
+
+A compressed tar is decoded once, sequentially: the same pass builds the
+index and puts the decoded stream into the block cache as the blocks of a
+DecodedVersion. A decoded block that was evicted is made again by decoding
+from the start up to it (checkpoints for gzip/zstd are future work).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cachetools
 import trio
 
+from artifactfs.archive.codecs import COMPRESSED, DECODE_ERRORS, open_decoder
 from artifactfs.archive.detect import SNIFF_BYTES, Format, detect
 from artifactfs.archive.index import ArchiveIndex, IndexUnusable, build_index
-from artifactfs.archive.rangefile import RangeFile
+from artifactfs.archive.members import Member
+from artifactfs.archive.rangefile import Fetch, RangeFile
+from artifactfs.archive.stream import BlockTee, DecodeLimit
 from artifactfs.archive.tar import scan_tar
-from artifactfs.errors import ArtifactFSError
+from artifactfs.cache.blocks import BlockCache
+from artifactfs.errors import ArtifactFSError, StaleObject
 from artifactfs.metrics import Metrics
-from artifactfs.store.base import ObjectStore, ObjectVersion
+from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion, decoded_digest
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {Format.TAR}
+SUPPORTED = {Format.TAR} | COMPRESSED
+_SEQUENTIAL_WINDOW = 8 << 20  # compressed bytes fetched per request while decoding
+
+
+class CorruptArchive(ArtifactFSError):
+    """The archive's compressed stream is damaged: what decoded before stays readable."""
 
 
 class _Build:
@@ -39,10 +54,22 @@ class _Build:
 
 
 class ArchiveService:
-    def __init__(self, store: ObjectStore, cache_dir: Path, metrics: Metrics):
+    def __init__(
+        self,
+        store: ObjectStore,
+        cache_dir: Path,
+        metrics: Metrics,
+        disk: BlockCache | None = None,
+        block_size: int = 8 << 20,
+        max_decoded: int = 64 << 30,
+    ):
         self.store = store
         self.index_dir = cache_dir / "index"
         self.metrics = metrics
+        self.disk = disk
+        self.block_size = block_size
+        self.max_decoded = max_decoded
+        self._decodes: dict[bytes, trio.Lock] = {}
         self._formats: cachetools.LRUCache[bytes, Format | None] = cachetools.LRUCache(100_000)
         self._open: cachetools.LRUCache[bytes, ArchiveIndex] = cachetools.LRUCache(256)
         self._builds: dict[bytes, _Build] = {}
@@ -56,15 +83,30 @@ class ArchiveService:
         if version.digest in self._formats:
             return self._formats[version.digest]
         if self.index_path(version).exists():
-            fmt: Format | None = Format.TAR
-        elif version.size < 512:
-            fmt = None
-        else:
-            async with self._sniff_limiter:
-                head = await self.store.get_range(version, 0, min(SNIFF_BYTES, version.size))
-            fmt = detect(head)
+            try:
+                idx = await self.index(version)
+                fmt = Format(idx.meta["codec"]) if idx.meta.get("codec") else Format.TAR
+                self._formats[version.digest] = fmt
+                return fmt
+            except ArtifactFSError:
+                pass  # a broken index: tell by content, rebuild later
+        if version.size < 16:
+            self._formats[version.digest] = None
+            return None
+        async with self._sniff_limiter:
+            head = await self.store.get_range(version, 0, min(SNIFF_BYTES, version.size))
+        fmt: Format | None = detect(head)
         self._formats[version.digest] = fmt
         return fmt
+
+    def content_version(self, archive: ObjectVersion, index: ArchiveIndex) -> ObjectVersion:
+        """The version member offsets refer to: the object, or its decoded stream."""
+        codec = index.meta.get("codec", "")
+        if not codec:
+            return archive
+        return DecodedVersion(archive.bucket, archive.key, archive.etag,
+                              int(index.meta["decoded_size"]), codec=codec,
+                              source_digest=archive.digest)  # fmt: skip
 
     async def index(self, version: ObjectVersion, mtime_ns: int = 0) -> ArchiveIndex:
         """The member index of `version`: open, load from disk, or build (once).
@@ -106,19 +148,118 @@ class ArchiveService:
             except IndexUnusable as exc:
                 log.warning("index of %s unusable (%s); rebuilding", version.key, exc)
                 path.unlink(missing_ok=True)
+        fmt = await self.sniff(version)
+        label = f"{version.bucket}/{version.key}"
+        if fmt in COMPRESSED:
+            assert fmt is not None
+            build = self._compressed_builder(version, fmt, path, identity, mtime_ns, label)
+        else:
+            build = self._tar_builder(version, path, identity, mtime_ns, label)
+        count, fetched = await trio.to_thread.run_sync(build)
+        self.metrics.indexes_built += 1
+        log.info("indexed %s: %d members, %d bytes read", version.key, count, fetched)
+        return await trio.to_thread.run_sync(ArchiveIndex, path, identity)
+
+    def _fetcher(self, version: ObjectVersion) -> Fetch:
+        """Ranged GETs of `version`, callable from a worker thread."""
         token = trio.lowlevel.current_trio_token()
 
         def fetch(offset: int, length: int) -> bytes:
             return trio.from_thread.run(self.store.get_range, version, offset, length,
                                         trio_token=token)  # fmt: skip
 
+        return fetch
+
+    def _block_sink(self, source: ObjectVersion, codec: str) -> Callable[[int, bytes], None]:
+        """Puts decoded blocks into the disk cache, from a worker thread."""
+        token = trio.lowlevel.current_trio_token()
+        digest = decoded_digest(source.digest, codec)
+        disk = self.disk
+
+        def put(blockno: int, data: bytes) -> None:
+            if disk is not None:
+                trio.from_thread.run(disk.put, (digest, blockno), data, trio_token=token)
+
+        return put
+
+    def _tar_builder(
+        self, version: ObjectVersion, path: Path, identity: str, mtime_ns: int, label: str
+    ) -> Callable[[], tuple[int, int]]:
+        fetch = self._fetcher(version)
+
         def build() -> tuple[int, int]:
             f = RangeFile(fetch, version.size)
-            members = scan_tar(f, version.size, f"{version.bucket}/{version.key}")
-            count = build_index(path, identity, members, mtime_ns)
-            return count, f.bytes_fetched
+            members = scan_tar(f, version.size, label)
+            return build_index(path, identity, members, mtime_ns), f.bytes_fetched
 
-        count, fetched = await trio.to_thread.run_sync(build)
-        self.metrics.indexes_built += 1
-        log.info("indexed %s: %d members, %d bytes read", version.key, count, fetched)
-        return await trio.to_thread.run_sync(ArchiveIndex, path, identity)
+        return build
+
+    def _compressed_builder(
+        self, version: ObjectVersion, fmt: Format, path: Path, identity: str, mtime_ns: int,
+        label: str,
+    ) -> Callable[[], tuple[int, int]]:  # fmt: skip
+        fetch = self._fetcher(version)
+        put = self._block_sink(version, fmt.value)
+
+        def build() -> tuple[int, int]:
+            raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
+            decoder = open_decoder(fmt, raw)  # type: ignore[arg-type]
+            tee = BlockTee(decoder, self.block_size, put, self.max_decoded)
+            members: list[Member] = []
+            try:
+                members.extend(scan_tar(tee, -1, label, stream=True))  # type: ignore[arg-type]
+                tee.drain()
+            except DecodeLimit as exc:
+                tee.close_partial()
+                log.warning("%s: %s; members past it are not shown", label, exc)
+            except DECODE_ERRORS as exc:
+                tee.close_partial()  # what decoded before the damage is good
+                log.warning("%s: corrupt %s stream at decoded byte %d (%s); members past it "
+                            "are not shown", label, fmt.value, tee.position, exc)  # fmt: skip
+            meta = {"codec": fmt.value, "decoded_size": str(tee.position)}
+            count = build_index(path, identity, members, mtime_ns, meta, tee.position)
+            return count, raw.bytes_fetched
+
+        return build
+
+    async def decoded_block(self, version: DecodedVersion, blockno: int) -> bytes:
+        """A block of a decoded stream that is not in the cache: decode up to it again."""
+        lock = self._decodes.setdefault(version.digest, trio.Lock())
+        async with lock:  # one decode per stream at a time; later waiters find it cached
+            if self.disk is not None:
+                length = max(0, min(self.block_size, version.size - blockno * self.block_size))
+                cached = await self.disk.get((version.digest, blockno), length)
+                if cached is not None:
+                    return cached
+            return await self._redecode(version, blockno)
+
+    async def _redecode(self, version: DecodedVersion, blockno: int) -> bytes:
+        info = await self.store.head(version.key)
+        source = ObjectVersion(version.bucket, version.key, info.etag, info.size)
+        if source.digest != version.source_digest:
+            raise StaleObject(f"{version.key}: the archive was replaced since it was opened")
+        fetch = self._fetcher(source)
+        put = self._block_sink(source, version.codec)
+        wanted: list[bytes] = []
+
+        def on_block(n: int, data: bytes) -> None:
+            put(n, data)
+            if n == blockno:
+                wanted.append(data)
+
+        def decode() -> None:
+            raw = RangeFile(fetch, source.size, window=_SEQUENTIAL_WINDOW)
+            decoder = open_decoder(Format(version.codec), raw)  # type: ignore[arg-type]
+            tee = BlockTee(decoder, self.block_size, on_block, self.max_decoded, blockno)
+            try:
+                tee.drain()
+            except (DecodeLimit, *DECODE_ERRORS) as exc:
+                raise CorruptArchive(
+                    f"{version.key}: cannot decode block {blockno}: {exc}"
+                ) from None
+
+        self.metrics.redecodes += 1
+        await trio.to_thread.run_sync(decode)
+        if not wanted:
+            raise CorruptArchive(f"{version.key}: block {blockno} is past the decoded end")
+        return wanted[0]

@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="show archive objects as directories (unpack), as files (raw) or both "
         "(default unpack)",
     )
+    g.add_argument(
+        "--max-decoded-size",
+        type=_size,
+        default="64G",
+        help="most bytes one compressed archive may decode to (decompression bombs; default 64G)",
+    )
     g = m.add_argument_group("mount")
     g.add_argument("--uid", type=int, default=-1, help="owner of every file (default: you)")
     g.add_argument("--gid", type=int, default=-1, help="group of every file (default: yours)")
@@ -168,6 +174,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         max_attempts=args.max_attempts,
         max_concurrency=args.max_concurrency,
         archives=args.archives,
+        max_decoded_size=args.max_decoded_size,
         uid=args.uid,
         gid=args.gid,
         allow_other=args.allow_other,

@@ -118,7 +118,8 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         disk = BlockCache(cache_dir, opts.cache_size)
         await trio.to_thread.run_sync(disk.load_index)
         metrics = Metrics()
-        archives = ArchiveService(store, cache_dir, metrics)
+        archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
+                                  opts.max_decoded_size)  # fmt: skip
         namespace = BucketNamespace(
             store, metrics, opts.metadata_ttl, opts.negative_ttl,
             archives=archives, archive_mode=opts.archives,
@@ -128,6 +129,7 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
             max_prefetch=max(1, min(8, opts.read_ahead // opts.block_size)),
             write_budget=min(64 << 20, opts.memory_budget // 2),
         )  # fmt: skip
+        fetcher.decoded_source = archives.decoded_block
         model = FileSystemModel(
             namespace,
             fetcher,

@@ -16,6 +16,7 @@ One BlockFetcher per daemon. It guarantees:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import cachetools
 import trio
@@ -24,7 +25,9 @@ from artifactfs.cache.blocks import BlockCache, BlockId
 from artifactfs.errors import ArtifactFSError, StaleObject
 from artifactfs.metrics import Metrics
 from artifactfs.readahead import SequentialDetector
-from artifactfs.store.base import ObjectStore, ObjectVersion
+from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion
+
+DecodedSource = Callable[[DecodedVersion, int], Awaitable[bytes]]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class BlockFetcher:
         self._prefetched: set[BlockId] = set()
         self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
         self._nursery: trio.Nursery | None = None
+        # Makes blocks of decoded (decompressed) streams; set by the archive service.
+        self.decoded_source: DecodedSource | None = None
         self.write_budget = write_budget
         self._pending_writes: dict[BlockId, bytes] = {}
         self._pending_bytes = 0
@@ -166,6 +171,10 @@ class BlockFetcher:
             self.metrics.disk_hits += 1
             return data
         self.metrics.misses += 1
+        if isinstance(version, DecodedVersion):
+            if self.decoded_source is None:
+                raise ArtifactFSError(f"{version.key}: no decoder for {version.codec}")
+            return await self.decoded_source(version, blockno)  # cached by the decoder
         self.metrics.gets += 1
         data = await self.store.get_range(version, blockno * self.block_size, length)
         self.metrics.bytes_fetched += len(data)

@@ -87,6 +87,7 @@ class MountOptions:
     max_attempts: int = 3
     max_concurrency: int = 16
     archives: str = "unpack"  # unpack | raw | both
+    max_decoded_size: int = 64 << 30
     uid: int = -1
     gid: int = -1
     allow_other: bool = False

@@ -311,9 +311,11 @@ class FileSystemModel:
             assert node.archive is not None
             if node.member.kind != "file":
                 raise NotFound(node.path)
+            assert self.archives is not None
+            content = self.archives.content_version(node.archive, await self._index(node))
             fh = next(self._fhs)
             m = node.member
-            self._files[fh] = OpenFile(node, node.archive, detector, m.offset, m.size)
+            self._files[fh] = OpenFile(node, content, detector, m.offset, m.size)
             return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()

@@ -39,8 +39,19 @@ def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def build_index(dest: Path, identity: str, members: Iterable[Member], root_mtime_ns: int) -> int:
-    """Write the index of `members` to `dest` atomically; return the member count."""
+def build_index(
+    dest: Path,
+    identity: str,
+    members: Iterable[Member],
+    root_mtime_ns: int,
+    meta: dict[str, str] | None = None,
+    content_size: int = -1,
+) -> int:
+    """Write the index of `members` to `dest` atomically; return the member count.
+
+    `content_size` (the decoded size of a compressed archive) drops members
+    whose data did not fully decode; `meta` is stored for the reader.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -57,11 +68,15 @@ def build_index(dest: Path, identity: str, members: Iterable[Member], root_mtime
                 _insert(db, batch)
                 batch.clear()
         _insert(db, batch)
+        if content_size >= 0:
+            gone = db.execute("DELETE FROM members WHERE kind = 'file' AND offset + size > ?",
+                              (content_size,)).rowcount  # fmt: skip
+            count -= gone
         _add_missing_dirs(db, root_mtime_ns)
         _resolve_hardlinks(db)
         db.execute("CREATE INDEX by_parent ON members (parent, name)")
-        db.executemany("INSERT INTO meta VALUES (?, ?)",
-                       [("schema", SCHEMA_VERSION), ("identity", identity)])  # fmt: skip
+        rows = {"schema": SCHEMA_VERSION, "identity": identity, **(meta or {})}
+        db.executemany("INSERT INTO meta VALUES (?, ?)", list(rows.items()))
         db.commit()
     except BaseException:
         db.close()
@@ -115,6 +130,7 @@ class ArchiveIndex:
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             meta = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
+            self.meta: dict[str, str] = meta
             self.count = self._db.execute("SELECT count(*) FROM members").fetchone()[0]
         except sqlite3.Error as exc:
             raise IndexUnusable(f"{path}: {exc}") from None

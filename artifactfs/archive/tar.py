@@ -19,10 +19,15 @@ from artifactfs.archive.members import Member, clean_path
 log = logging.getLogger(__name__)
 
 
-def scan_tar(fileobj: BinaryIO, size: int, label: str) -> Iterator[Member]:
-    """Members of the uncompressed tar in `fileobj` (`size` bytes), in archive order."""
+def scan_tar(fileobj: BinaryIO, size: int, label: str, stream: bool = False) -> Iterator[Member]:
+    """Members of the tar in `fileobj`, in archive order.
+
+    `size` is the archive's length, or -1 with `stream=True` for a decoded
+    stream read once from the start (no seeking; data is read and dropped).
+    """
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 - closed below
+        mode = "r|" if stream else "r:"
+        tar = tarfile.open(fileobj=fileobj, mode=mode)  # noqa: SIM115 - closed below
     except tarfile.TarError as exc:
         log.warning("%s: not a readable tar (%s)", label, exc)
         return
@@ -39,6 +44,8 @@ def _scan(tar: tarfile.TarFile, fileobj: BinaryIO, size: int, label: str) -> Ite
             return
         tar.members.clear()  # tarfile keeps every member otherwise: memory for 1M members
         if info is None:
+            if size < 0:
+                return
             if size - tar.offset > 2 * tarfile.BLOCKSIZE and not _zeros_follow(fileobj, tar):
                 log.warning("%s: unreadable header at byte %d; members after it are not shown",
                             label, tar.offset)  # fmt: skip
@@ -77,7 +84,7 @@ def _member(info: tarfile.TarInfo, size: int, label: str) -> Member | None:
         if info.sparse is not None:
             log.warning("%s: member %r skipped (sparse files are not served yet)", label, path)
             return None
-        if info.offset_data + info.size > size:
+        if size >= 0 and info.offset_data + info.size > size:
             log.warning("%s: member %r skipped (its data runs past the end of the archive)",
                         label, path)  # fmt: skip
             return None

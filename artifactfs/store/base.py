@@ -49,6 +49,27 @@ class ObjectVersion:
         return h.digest()
 
 
+@dataclass(frozen=True)
+class DecodedVersion(ObjectVersion):
+    """The decompressed content of an object version (`size` is the decoded size).
+
+    Its blocks are made by decoding, not by ranged GETs; their identity comes
+    from the source version and the codec, so it is known before decoding
+    starts (when the decoded size is not).
+    """
+
+    codec: str = ""
+    source_digest: bytes = b""
+
+    @cached_property
+    def digest(self) -> bytes:
+        return decoded_digest(self.source_digest, self.codec)
+
+
+def decoded_digest(source_digest: bytes, codec: str) -> bytes:
+    return hashlib.sha256(source_digest + b"\0decoded\0" + codec.encode()).digest()
+
+
 @dataclass(slots=True)
 class ListPage:
     """One page of a listing: objects and, with a delimiter, common prefixes."""

@@ -219,3 +219,87 @@ def test_listing_a_1_gib_tar_fetches_under_1_percent(tmp_path, mount):
         assert (m.path / "huge" / "middle" / "train.py").read_bytes() == b"p" * 100 * 1024
         read = proxy.downstream - listed
         assert read < 2 * 8 * MIB + 64 * 1024  # at most the two blocks that overlap it
+
+
+COMPRESSORS = {"gz": ["gzip", "-c"], "bz2": ["bzip2", "-c"], "xz": ["xz", "-c"],
+               "zst": ["zstd", "-q", "-c"], "lz4": ["lz4", "-q", "-c"]}  # fmt: skip
+
+
+def test_compressed_tars_from_each_compressor_cli(s3, bucket, mount, tmp_path):
+    plain = tmp_path / "plain.tar"
+    _python_tar(plain, tarfile.PAX_FORMAT)
+    expected = _expected(plain)
+    for name, cmd in COMPRESSORS.items():
+        with open(bucket / f"a-{name}.tar.{name}", "wb") as out:
+            subprocess.run([*cmd, str(plain)], stdout=out, check=True)
+    (bucket / "lies.tar.gz").write_bytes(plain.read_bytes())  # uncompressed under .tar.gz
+    m = mount(server=s3)
+    for name in [*COMPRESSORS, "lies"]:
+        served_dir = m.path / (f"a-{name}" if name != "lies" else "lies")
+        assert served_dir.is_dir(), name
+        got = _served(served_dir)
+        for key, value in expected.items():
+            if value == IMPLIED and got.get(key, ("",))[0] == "dir":
+                got[key] = IMPLIED
+        assert got == expected, name
+    assert m.log().count("indexed a-") == len(COMPRESSORS)
+
+
+def test_compressed_member_is_served_again_after_its_blocks_are_evicted(s3, bucket, mount):
+    data = {f"f{i}.bin": os.urandom(300 * 1024) for i in range(8)}
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name, content in data.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    import gzip
+
+    (bucket / "c.tar.gz").write_bytes(gzip.compress(plain.getvalue()))
+    # 64 KiB blocks and a 512 KiB cache: most decoded blocks are evicted during the index pass
+    m = mount("s3://bkt", "--block-size", "64K", "--cache-size", "512K", "--memory-budget", "128K",
+              server=s3)  # fmt: skip
+    for name, content in data.items():
+        assert (m.path / "c" / name).read_bytes() == content, name
+
+
+def test_corrupt_compressed_stream_keeps_what_decoded(s3, bucket, mount, tmp_path):
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for i in range(20):
+            content = os.urandom(50_000)
+            info = tarfile.TarInfo(f"m{i:02d}")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    import gzip
+
+    blob = bytearray(gzip.compress(plain.getvalue(), compresslevel=1))
+    blob[len(blob) * 2 // 3 :] = os.urandom(len(blob) - len(blob) * 2 // 3)
+    (bucket / "broken.tar.gz").write_bytes(bytes(blob))
+    (bucket / "fine.txt").write_text("still here")
+    m = mount(server=s3)
+    names = os.listdir(m.path / "broken")
+    assert 0 < len(names) < 20
+    with tarfile.open(fileobj=io.BytesIO(plain.getvalue())) as ref:
+        for name in names:
+            assert (m.path / "broken" / name).read_bytes() == ref.extractfile(name).read()
+    assert (m.path / "fine.txt").read_text() == "still here"
+    assert "broken.tar.gz: corrupt gzip stream" in m.log()
+
+
+def test_decompression_bomb_is_cut_at_the_limit(s3, bucket, mount):
+    import gzip
+
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        info = tarfile.TarInfo("small.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"small"))
+        info = tarfile.TarInfo("bomb.bin")
+        info.size = 64 * MIB
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    (bucket / "bomb.tar.gz").write_bytes(gzip.compress(plain.getvalue(), compresslevel=9))
+    m = mount("s3://bkt", "--max-decoded-size", "8M", server=s3)
+    assert os.listdir(m.path / "bomb") == ["small.txt"]
+    assert (m.path / "bomb" / "small.txt").read_bytes() == b"small"
+    assert "passed the limit" in m.log()
