@@ -6,13 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv tar zip
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv \
+	tar zip unzip gzip bzip2 xz-utils zstd lz4
+NEEDED_COMMANDS := fusermount3 pkg-config gcc tar zip gzip bzip2 xz zstd lz4
 
 .PHONY: deps system-deps test demo bench faults lint format clean
 
 system-deps:
-	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null \
-	    || ! command -v gcc >/dev/null || ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
+	@missing=""; for c in $(NEEDED_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ] || ! pkg-config --exists fuse3 2>/dev/null \
+	    || ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
 	  echo "make: installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \

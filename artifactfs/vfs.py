@@ -312,10 +312,11 @@ class FileSystemModel:
             if node.member.kind != "file":
                 raise NotFound(node.path)
             assert self.archives is not None
-            content = self.archives.content_version(node.archive, await self._index(node))
-            fh = next(self._fhs)
             m = node.member
-            self._files[fh] = OpenFile(node, content, detector, m.offset, m.size)
+            index = await self._index(node)
+            content, base = self.archives.member_content(node.archive, index, m)
+            fh = next(self._fhs)
+            self._files[fh] = OpenFile(node, content, detector, base, m.size)
             return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()

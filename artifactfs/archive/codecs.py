@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import zlib
 from typing import BinaryIO
@@ -39,3 +40,34 @@ def open_decoder(fmt: Format, raw: BinaryIO) -> BinaryIO:
     if fmt is Format.LZ4:
         return lz4.frame.LZ4FrameFile(raw, mode="rb")  # type: ignore[return-value]
     raise ValueError(f"{fmt} is not a compression format")
+
+
+class InflateReader(io.RawIOBase):
+    """Raw deflate (a zip member's data) as a sequential reader, with bounded output per read."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self._inflater = zlib.decompressobj(-15)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = 1 << 20 if size is None or size < 0 else size
+        out = bytearray()
+        d = self._inflater
+        while len(out) < size and not d.eof:
+            data = d.unconsumed_tail or self._raw.read(1 << 20)
+            if not data:
+                out += d.flush()
+                if not d.eof:
+                    raise EOFError("deflate stream ends early")
+                break
+            out += d.decompress(data, size - len(out))
+        return bytes(out)
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        memoryview(b)[: len(data)] = data
+        return len(data)

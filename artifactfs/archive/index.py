@@ -19,16 +19,16 @@ from artifactfs.archive.members import Member
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _SCHEMA = """
 CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE members (
     path TEXT PRIMARY KEY, parent TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     mode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    offset INTEGER NOT NULL, link TEXT NOT NULL
+    offset INTEGER NOT NULL, link TEXT NOT NULL, codec TEXT NOT NULL, csize INTEGER NOT NULL
 );
 """
-_COLUMNS = "path, kind, mode, size, mtime_ns, offset, link"
+_COLUMNS = "path, kind, mode, size, mtime_ns, offset, link, codec, csize"
 
 
 class IndexUnusable(Exception):
@@ -62,7 +62,7 @@ def build_index(
         batch: list[tuple] = []
         for m in members:
             batch.append((m.path, _parent(m.path), m.path.rpartition("/")[2], m.kind, m.mode,
-                          m.size, m.mtime_ns, m.offset, m.link))  # fmt: skip
+                          m.size, m.mtime_ns, m.offset, m.link, m.codec, m.csize))  # fmt: skip
             count += 1
             if len(batch) >= 10_000:
                 _insert(db, batch)
@@ -88,7 +88,7 @@ def build_index(
 
 
 def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    db.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def _add_missing_dirs(db: sqlite3.Connection, mtime_ns: int) -> None:
@@ -100,23 +100,23 @@ def _add_missing_dirs(db: sqlite3.Connection, mtime_ns: int) -> None:
         ).fetchall()
         if not missing:
             return
-        _insert(db, [(p, _parent(p), p.rpartition("/")[2], "dir", 0o755, 0, mtime_ns, 0, "")
-                     for (p,) in missing])  # fmt: skip
+        _insert(db, [(p, _parent(p), p.rpartition("/")[2], "dir", 0o755, 0, mtime_ns, 0, "",
+                      "", 0) for (p,) in missing])  # fmt: skip
 
 
 def _resolve_hardlinks(db: sqlite3.Connection) -> None:
     """A hard link is served as the file it links to (its data range and size)."""
     for _ in range(8):  # links to links
         rows = db.execute(
-            "SELECT h.path, t.kind, t.size, t.offset FROM members h "
+            "SELECT h.path, t.kind, t.size, t.offset, t.codec, t.csize FROM members h "
             "LEFT JOIN members t ON t.path = h.link WHERE h.kind = 'hardlink'"
         ).fetchall()
         if not rows:
             return
-        for path, kind, size, offset in rows:
+        for path, kind, size, offset, codec, csize in rows:
             if kind == "file":
-                db.execute("UPDATE members SET kind='file', size=?, offset=?, link='' "
-                           "WHERE path=?", (size, offset, path))  # fmt: skip
+                db.execute("UPDATE members SET kind='file', size=?, offset=?, link='', codec=?, "
+                           "csize=? WHERE path=?", (size, offset, codec, csize, path))  # fmt: skip
             elif kind != "hardlink":
                 log.warning("hard link %r: target missing or not a file; skipped", path)
                 db.execute("DELETE FROM members WHERE path=?", (path,))

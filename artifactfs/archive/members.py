@@ -23,6 +23,8 @@ class Member:
     mtime_ns: int
     offset: int  # where the data starts in the (uncompressed) archive stream
     link: str = ""  # symlink target as stored; hardlink target as a cleaned path
+    codec: str = ""  # "deflate": the data is compressed on its own (zip)
+    csize: int = 0  # with a codec: the compressed length at `offset`
 
 
 def clean_path(name: str) -> str | None:

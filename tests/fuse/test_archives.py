@@ -303,3 +303,53 @@ def test_decompression_bomb_is_cut_at_the_limit(s3, bucket, mount):
     assert os.listdir(m.path / "bomb") == ["small.txt"]
     assert (m.path / "bomb" / "small.txt").read_bytes() == b"small"
     assert "passed the limit" in m.log()
+
+
+def test_zip_stored_deflated_and_zip64_match_zipfile(s3, bucket, mount):
+    import calendar
+    import zipfile
+
+    contents = {"docs/readme.txt": b"read me\n" * 2000, "bin/blob": os.urandom(2 * MIB + 3),
+                "empty.txt": b"", "deep/a/b/c.txt": b"deep"}  # fmt: skip
+    for label, method, zip64 in [("stored", zipfile.ZIP_STORED, False),
+                                 ("deflated", zipfile.ZIP_DEFLATED, False),
+                                 ("zip64", zipfile.ZIP_DEFLATED, True)]:  # fmt: skip
+        with zipfile.ZipFile(bucket / f"{label}.zip", "w", compression=method) as z:
+            z.writestr(zipfile.ZipInfo("docs/", date_time=(2024, 5, 6, 7, 8, 10)), b"")
+            for name, data in contents.items():
+                info = zipfile.ZipInfo(name, date_time=(2024, 5, 6, 7, 8, 10))
+                info.compress_type = method
+                info.external_attr = 0o640 << 16
+                with z.open(info, "w", force_zip64=zip64) as f:
+                    f.write(data)
+    m = mount(server=s3)
+    for label in ("stored", "deflated", "zip64"):
+        root = m.path / label
+        for name, data in contents.items():
+            p = root / name
+            assert p.read_bytes() == data, (label, name)
+            st = p.stat()
+            assert st.st_size == len(data)
+            assert st.st_mode & 0o777 == 0o640
+            assert int(st.st_mtime) == calendar.timegm((2024, 5, 6, 7, 8, 10, 0, 0, 0))
+        assert sorted(os.listdir(root)) == ["bin", "deep", "docs", "empty.txt"]
+        with open(root / "bin" / "blob", "rb") as f:  # random access into a deflated member
+            f.seek(MIB + 5)
+            assert f.read(100) == contents["bin/blob"][MIB + 5 : MIB + 105]
+
+
+def test_zip_command_with_symlinks_modes_and_mtimes(s3, bucket, mount, tmp_path):
+    src = tmp_path / "zsrc"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(src / "pkg" / "run.sh", 0o751)
+    (src / "pkg" / "data.csv").write_text("a,b\n" * 10_000)
+    os.utime(src / "pkg" / "data.csv", (1_600_000_123, 1_600_000_123))
+    os.symlink("data.csv", src / "pkg" / "latest.csv")
+    subprocess.run(["zip", "-q", "-r", "-y", str(bucket / "z.zip"), "pkg"], cwd=src, check=True)
+    m = mount(server=s3)
+    root = m.path / "z" / "pkg"
+    assert (root / "data.csv").read_text() == "a,b\n" * 10_000
+    assert int((root / "data.csv").stat().st_mtime) == 1_600_000_123
+    assert (root / "run.sh").stat().st_mode & 0o777 == 0o751
+    assert os.readlink(root / "latest.csv") == "data.csv"
