@@ -95,6 +95,11 @@ class OpenFile:
 class OpenDir:
     node: Node
     entries: list[Entry | Member] = field(default_factory=list)
+    index: ArchiveIndex | None = None  # archive directories are paged from their index
+    names: dict[int, str] = field(default_factory=dict)  # offset -> name, last page only
+
+
+_DIR_PAGE = 1000
 
 
 class FileSystemModel:
@@ -260,14 +265,12 @@ class FileSystemModel:
     # ----------------------------------------------------------- directories
     async def opendir(self, ino: int) -> int:
         node = self._dir_node(ino)
-        entries: list[Entry | Member]
-        if node.archive is not None:
-            index = await self._index(node)
-            entries = list(index.children(node.member_path))
+        fh = next(self._fhs)
+        if node.archive is not None:  # possibly a million members: never all in memory
+            self._dirs[fh] = OpenDir(node, index=await self._index(node))
         else:
             entries = list((await self.namespace.list_dir(node.path)).values())
-        fh = next(self._fhs)
-        self._dirs[fh] = OpenDir(node, entries)
+            self._dirs[fh] = OpenDir(node, list(entries))
         return fh
 
     def readdir(self, fh: int, start: int) -> Iterator[tuple[int, str, Attributes]]:
@@ -279,6 +282,9 @@ class FileSystemModel:
         handle = self._dirs.get(fh)
         if handle is None:
             raise BadHandle(f"directory handle {fh}")
+        if handle.index is not None:
+            yield from self._readdir_archive(handle, start)
+            return
         for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
             if isinstance(entry, Member):
@@ -286,6 +292,28 @@ class FileSystemModel:
             else:
                 node = self._node_for(handle.node, entry)
             yield index + 1, node.name, self.attributes(node)
+
+    def _readdir_archive(
+        self, handle: OpenDir, start: int
+    ) -> Iterator[tuple[int, str, Attributes]]:
+        assert handle.index is not None
+        path = handle.node.member_path
+        offset = start
+        while True:
+            if offset == 0:
+                page = handle.index.children_page(path, None, _DIR_PAGE)
+            elif offset in handle.names:  # the usual case: go on after the last name sent
+                page = handle.index.children_page(path, handle.names[offset], _DIR_PAGE)
+            else:  # the reader seeked: find the place by position
+                page = handle.index.children_at(path, offset, _DIR_PAGE)
+            if not page:
+                return
+            handle.names.clear()
+            for member in page:
+                node = self._member_node(handle.node, member)
+                offset += 1
+                handle.names[offset] = node.name
+                yield offset, node.name, self.attributes(node)
 
     def remember(self, ino: int) -> None:
         """The kernel now holds a reference to `ino` (readdirplus entry accepted)."""

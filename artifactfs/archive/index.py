@@ -142,6 +142,29 @@ class ArchiveIndex:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM members WHERE path = ?", (path,)).fetchone()
         return Member(*row) if row else None
 
+    def children_page(self, path: str, after: str | None, limit: int) -> list[Member]:
+        """Up to `limit` children of `path` named after `after`, by name (keyset paging)."""
+        if after is None:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM members WHERE parent = ? ORDER BY name LIMIT ?",
+                (path, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM members WHERE parent = ? AND name > ? "
+                "ORDER BY name LIMIT ?",
+                (path, after, limit),
+            ).fetchall()
+        return [Member(*r) for r in rows]
+
+    def children_at(self, path: str, offset: int, limit: int) -> list[Member]:
+        """Children by position, for a reader that seeks back in a directory."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM members WHERE parent = ? ORDER BY name LIMIT ? OFFSET ?",
+            (path, limit, offset),
+        ).fetchall()
+        return [Member(*r) for r in rows]
+
     def children(self, path: str) -> list[Member]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM members WHERE parent = ? ORDER BY name", (path,)

@@ -2,9 +2,10 @@
 
 Scanners (tarfile, zipfile) read through this, so they never know where the
 bytes come from; they run in a worker thread and `fetch` is whatever the
-caller hands in (a ranged GET, a local pread). Reads are buffered in small
-windows so a scan of headers costs about one request per header run, not
-one per 512-byte read, and seeking costs nothing.
+caller hands in (a ranged GET, a local pread). Reads are buffered in a window
+that starts small (a header among big members costs 64 KiB) and doubles
+while reads stay contiguous (a tar of many small files is read in a few
+large requests), and seeking costs nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ Fetch = Callable[[int, int], bytes]
 
 
 class RangeFile(io.RawIOBase):
-    def __init__(self, fetch: Fetch, size: int, window: int = 64 << 10):
+    def __init__(self, fetch: Fetch, size: int, window: int = 64 << 10,
+                 max_window: int = 8 << 20):  # fmt: skip
         super().__init__()
         self._fetch = fetch
         self._size = size
+        self._min_window = window
+        self._max_window = max(window, max_window)
         self._window = window
         self._pos = 0
         self._buf = b""
@@ -67,6 +71,10 @@ class RangeFile(io.RawIOBase):
                 data = self._get(self._pos, end - self._pos)
                 self._pos += len(data)
                 return data
+            contiguous = self._pos == buf_end
+            self._window = (
+                min(self._window * 2, self._max_window) if contiguous else self._min_window
+            )
             self._buf = self._get(self._pos, self._window)
             self._buf_start = self._pos
         lo = self._pos - self._buf_start

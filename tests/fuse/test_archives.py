@@ -353,3 +353,18 @@ def test_zip_command_with_symlinks_modes_and_mtimes(s3, bucket, mount, tmp_path)
     assert int((root / "data.csv").stat().st_mtime) == 1_600_000_123
     assert (root / "run.sh").stat().st_mode & 0o777 == 0o751
     assert os.readlink(root / "latest.csv") == "data.csv"
+
+
+def test_a_directory_of_50000_members_lists_completely(s3, bucket, mount):
+    """Archive directories are paged from the index (1,000,000 members: make bench)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo()
+        for i in range(50_000):
+            info.name = f"flat/f{i:05d}"
+            tar.addfile(info)
+    (bucket / "many.tar").write_bytes(buf.getvalue())
+    m = mount(server=s3)
+    names = os.listdir(m.path / "many" / "flat")
+    assert len(names) == 50_000 and len(set(names)) == 50_000
+    assert sorted(names) == [f"f{i:05d}" for i in range(50_000)]
