@@ -37,8 +37,15 @@ test: deps
 demo: deps
 	$(VENV)/bin/artifactfs demo
 
-bench: deps
+# The baselines' own tools live in a separate venv: ratarmount is not a dependency.
+.venv-bench/.installed:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q --disable-pip-version-check ratarmount s3fs
+	touch $@
+
+bench: deps .venv-bench/.installed
 	$(PY) tests/bench/bench_mount.py
+	$(PY) tests/bench/bench_archives.py
 
 faults: deps
 	$(PY) -m pytest tests -q -m fuse -k "fault or killed or corrupt or full"

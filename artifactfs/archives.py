@@ -17,6 +17,7 @@ from the start up to it (checkpoints for gzip/zstd are future work).
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import BinaryIO
 
 import cachetools
 import trio
+import zstandard
 
 from artifactfs.archive.codecs import COMPRESSED, DECODE_ERRORS, InflateReader, open_decoder
 from artifactfs.archive.detect import SNIFF_BYTES, Format, detect
@@ -34,13 +36,21 @@ from artifactfs.archive.stream import BlockTee, DecodeLimit
 from artifactfs.archive.tar import scan_tar
 from artifactfs.archive.zip import scan_zip
 from artifactfs.cache.blocks import BlockCache
-from artifactfs.errors import ArtifactFSError, StaleObject
+from artifactfs.errors import ArtifactFSError, NotFound, StaleObject
 from artifactfs.metrics import Metrics
 from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion, decoded_digest
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = {Format.TAR, Format.ZIP} | COMPRESSED
+SIDECAR_SUFFIX = ".afsidx"  # <archive key>.afsidx: a zstd-compressed copy of the SQLite index
+MAX_SIDECAR = 2 << 30
+
+
+def sidecar_key(key: str) -> str:
+    return key + SIDECAR_SUFFIX
+
+
 _SEQUENTIAL_WINDOW = 8 << 20  # compressed bytes fetched per request while decoding
 
 
@@ -64,6 +74,7 @@ class ArchiveService:
         disk: BlockCache | None = None,
         block_size: int = 8 << 20,
         max_decoded: int = 64 << 30,
+        publish_index: bool = False,
     ):
         self.store = store
         self.index_dir = cache_dir / "index"
@@ -71,6 +82,7 @@ class ArchiveService:
         self.disk = disk
         self.block_size = block_size
         self.max_decoded = max_decoded
+        self.publish_index = publish_index
         self._decodes: dict[bytes, trio.Lock] = {}
         self._formats: cachetools.LRUCache[bytes, Format | None] = cachetools.LRUCache(100_000)
         self._open: cachetools.LRUCache[bytes, ArchiveIndex] = cachetools.LRUCache(256)
@@ -161,6 +173,9 @@ class ArchiveService:
             except IndexUnusable as exc:
                 log.warning("index of %s unusable (%s); rebuilding", version.key, exc)
                 path.unlink(missing_ok=True)
+        idx = await self._from_sidecar(version, path, identity)
+        if idx is not None:
+            return idx
         fmt = await self.sniff(version)
         label = f"{version.bucket}/{version.key}"
         if fmt in COMPRESSED:
@@ -171,7 +186,65 @@ class ArchiveService:
         count, fetched = await trio.to_thread.run_sync(build)
         self.metrics.indexes_built += 1
         log.info("indexed %s: %d members, %d bytes read", version.key, count, fetched)
+        if self.publish_index:
+            await self._publish(version, path)
         return await trio.to_thread.run_sync(ArchiveIndex, path, identity)
+
+    async def _from_sidecar(
+        self, version: ObjectVersion, path: Path, identity: str
+    ) -> ArchiveIndex | None:
+        """A valid sidecar index saves the scan; a stale or corrupt one is ignored (warning)."""
+        key = sidecar_key(version.key)
+        try:
+            blob = await self.store.get_object(key, MAX_SIDECAR)
+        except NotFound:
+            return None
+        except ArtifactFSError as exc:
+            log.warning("sidecar %s not read (%s); indexing the archive instead", key, exc)
+            return None
+
+        def install() -> ArchiveIndex:
+            tmp = path.with_name(path.name + ".sidecar.tmp")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob))
+                with open(tmp, "wb") as f:
+                    copied = 0
+                    while chunk := reader.read(1 << 20):
+                        copied += len(chunk)
+                        if copied > MAX_SIDECAR:
+                            raise IndexUnusable("decodes to more than the sidecar limit")
+                        f.write(chunk)
+                idx = ArchiveIndex(tmp, identity)  # refuses another version's index
+                idx.check_paths()  # and names no scan of ours would have produced
+                idx.close()
+                tmp.replace(path)
+                return ArchiveIndex(path, identity)
+            except (IndexUnusable, zstandard.ZstdError, OSError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise IndexUnusable(str(exc)) from None
+
+        try:
+            idx = await trio.to_thread.run_sync(install)
+        except IndexUnusable as exc:
+            log.warning("sidecar %s ignored (stale or corrupt: %s)", key, exc)
+            return None
+        self.metrics.sidecars_used += 1
+        log.info("index of %s taken from its sidecar %s", version.key, key)
+        return idx
+
+    async def _publish(self, version: ObjectVersion, path: Path) -> None:
+        key = sidecar_key(version.key)
+
+        def pack() -> bytes:
+            return zstandard.ZstdCompressor(level=3).compress(path.read_bytes())
+
+        try:
+            await self.store.put_object(key, await trio.to_thread.run_sync(pack))
+        except ArtifactFSError as exc:
+            log.warning("cannot publish the index of %s as %s: %s", version.key, key, exc)
+            return
+        log.info("published the index of %s as %s", version.key, key)
 
     def _fetcher(self, version: ObjectVersion) -> Fetch:
         """Ranged GETs of `version`, callable from a worker thread."""

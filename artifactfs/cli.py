@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="64G",
         help="most bytes one compressed archive may decode to (decompression bombs; default 64G)",
     )
+    g.add_argument(
+        "--publish-index",
+        action="store_true",
+        help="after indexing an archive, upload the index as <key>.afsidx next to it "
+        "(needs write access); every mount uses a valid sidecar instead of scanning",
+    )
     g = m.add_argument_group("mount")
     g.add_argument("--uid", type=int, default=-1, help="owner of every file (default: you)")
     g.add_argument("--gid", type=int, default=-1, help="group of every file (default: yours)")
@@ -175,6 +181,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         max_concurrency=args.max_concurrency,
         archives=args.archives,
         max_decoded_size=args.max_decoded_size,
+        publish_index=args.publish_index,
         uid=args.uid,
         gid=args.gid,
         allow_other=args.allow_other,

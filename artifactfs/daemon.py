@@ -119,7 +119,7 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         await trio.to_thread.run_sync(disk.load_index)
         metrics = Metrics()
         archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
-                                  opts.max_decoded_size)  # fmt: skip
+                                  opts.max_decoded_size, opts.publish_index)  # fmt: skip
         namespace = BucketNamespace(
             store, metrics, opts.metadata_ttl, opts.negative_ttl,
             archives=archives, archive_mode=opts.archives,

@@ -24,6 +24,7 @@ class Metrics:
     cache_writes_skipped: int = 0  # disk slower than the network: served uncached
     indexes_built: int = 0
     indexes_loaded: int = 0
+    sidecars_used: int = 0
     redecodes: int = 0  # decoded blocks made again by decoding from the start
     lists: int = 0
     heads: int = 0

@@ -21,7 +21,7 @@ import cachetools
 import trio
 
 from artifactfs.archive.detect import archive_stem
-from artifactfs.archives import SUPPORTED, ArchiveService
+from artifactfs.archives import SIDECAR_SUFFIX, SUPPORTED, ArchiveService
 from artifactfs.errors import ArtifactFSError, NotFound, StoreUnavailable
 from artifactfs.metrics import Metrics
 from artifactfs.names import is_valid_name
@@ -140,6 +140,9 @@ class BucketNamespace:
             log.debug("%s: %d keys have names a directory cannot show", prefix or "/", skipped)
         for name in files.keys() & dirs.keys():
             log.debug("%s%s: both an object and a prefix; showing the directory", prefix, name)
+        for name in [n for n in files if n.endswith(SIDECAR_SUFFIX)]:
+            if name[: -len(SIDECAR_SUFFIX)] in files:  # an index sidecar next to its archive
+                del files[name]
         merged = {**files, **dirs}
         await self._show_archives(merged)
         return {

@@ -88,6 +88,7 @@ class MountOptions:
     max_concurrency: int = 16
     archives: str = "unpack"  # unpack | raw | both
     max_decoded_size: int = 64 << 30
+    publish_index: bool = False
     uid: int = -1
     gid: int = -1
     allow_other: bool = False

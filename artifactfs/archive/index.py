@@ -171,5 +171,13 @@ class ArchiveIndex:
         ).fetchall()
         return [Member(*r) for r in rows]
 
+    def check_paths(self) -> None:
+        """Refuse an index whose member paths are not clean (an index from elsewhere)."""
+        from artifactfs.archive.members import clean_path
+
+        for path, parent in self._db.execute("SELECT path, parent FROM members"):
+            if clean_path(path) != path or path.rpartition("/")[0] != parent:
+                raise IndexUnusable(f"member path {path!r} is not clean")
+
     def close(self) -> None:
         self._db.close()

@@ -71,7 +71,8 @@ class RangeFile(io.RawIOBase):
                 data = self._get(self._pos, end - self._pos)
                 self._pos += len(data)
                 return data
-            contiguous = self._pos == buf_end
+            # Near the end of the last window (a tar skipping a small member): grow.
+            contiguous = buf_end <= self._pos <= buf_end + self._window
             self._window = (
                 min(self._window * 2, self._max_window) if contiguous else self._min_window
             )

@@ -128,6 +128,14 @@ class ObjectStore(Protocol):
         """`length` bytes at `start` of exactly `version`; StaleObject if it changed."""
         ...
 
+    async def get_object(self, key: str, max_size: int) -> bytes:
+        """A whole (small) object; NotFound if absent; StoreUnavailable past `max_size`."""
+        ...
+
+    async def put_object(self, key: str, data: bytes) -> None:
+        """Write an object (only `--publish-index` does; the mount itself is read-only)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

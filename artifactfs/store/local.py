@@ -139,5 +139,20 @@ class LocalStore:
 
         return await self._run(read_sync)
 
+    async def get_object(self, key: str, max_size: int) -> bytes:
+        info = await self.head(key)
+        if info.size > max_size:
+            raise StoreUnavailable(f"{self.describe()}/{key}: larger than {max_size} bytes")
+        return await self._run(self._path(key).read_bytes)
+
+    async def put_object(self, key: str, data: bytes) -> None:
+        def put() -> None:
+            path = self._path(key)
+            tmp = path.with_name(path.name + ".tmp-artifactfs")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+        await self._run(put)
+
     async def aclose(self) -> None:
         return None

@@ -238,5 +238,26 @@ class S3Store:
             raise StoreUnavailable(f"{what}: short read ({len(data)} of {length} bytes)")
         return data
 
+    async def get_object(self, key: str, max_size: int) -> bytes:
+        what = f"s3://{self.bucket}/{key}"
+
+        def get() -> bytes:
+            resp = self._client.get_object(Bucket=self.bucket, Key=key)
+            body = resp["Body"]
+            try:
+                if int(resp.get("ContentLength", 0)) > max_size:
+                    raise StoreUnavailable(f"{what}: larger than {max_size} bytes")
+                return bytes(body.read())
+            finally:
+                body.close()
+
+        return await self._call(what, get)
+
+    async def put_object(self, key: str, data: bytes) -> None:
+        await self._call(
+            f"s3://{self.bucket}/{key}",
+            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data),
+        )
+
     async def aclose(self) -> None:
         self._client.close()

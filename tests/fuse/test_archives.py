@@ -368,3 +368,59 @@ def test_a_directory_of_50000_members_lists_completely(s3, bucket, mount):
     names = os.listdir(m.path / "many" / "flat")
     assert len(names) == 50_000 and len(set(names)) == 50_000
     assert sorted(names) == [f"f{i:05d}" for i in range(50_000)]
+
+
+def _archive_gets(s3, key: str) -> int:
+    return sum(1 for r in s3.requests("GET OBJECT") if r.endswith(f"Object: {key}"))
+
+
+def test_published_index_sidecar_is_used_by_other_mounts(s3, bucket, mount):
+    import sqlite3
+
+    import zstandard
+
+    _python_tar(bucket / "w.tar", tarfile.PAX_FORMAT)
+    a = mount("s3://bkt", "--publish-index", server=s3, name="a", cache="cache-a")
+    expected = sorted(os.listdir(a.path / "w" / "top"))
+    assert (bucket / "w.tar.afsidx").exists()
+    assert sorted(os.listdir(a.path)) == ["w"]  # the sidecar is not shown
+    a.stop()
+
+    before = _archive_gets(s3, "w.tar")
+    b = mount(server=s3, name="b", cache="cache-b")  # another node: nothing cached
+    assert sorted(os.listdir(b.path / "w" / "top")) == expected
+    assert (b.path / "w" / "top" / "a.txt").read_bytes() == b"alpha\n" * 100
+    assert "taken from its sidecar" in b.log()
+    # no scan: the archive was read only for the member's block (and one sniff)
+    assert _archive_gets(s3, "w.tar") - before <= 2
+    b.stop()
+
+    # a sidecar naming an unclean path is refused, and the archive scanned instead
+    raw = zstandard.ZstdDecompressor().decompress((bucket / "w.tar.afsidx").read_bytes(),
+                                                  max_output_size=1 << 30)  # fmt: skip
+    hostile = bucket.parent / "hostile.sqlite"
+    hostile.write_bytes(raw)
+    with sqlite3.connect(hostile) as db:
+        db.execute("UPDATE members SET path = '../evil', parent = '..' WHERE path = 'top/a.txt'")
+    (bucket / "w.tar.afsidx").write_bytes(zstandard.ZstdCompressor().compress(hostile.read_bytes()))
+    c = mount(server=s3, name="c", cache="cache-c")
+    assert sorted(os.listdir(c.path / "w" / "top")) == expected
+    assert "ignored (stale or corrupt" in c.log()
+
+
+def test_stale_or_corrupt_sidecar_is_ignored(s3, bucket, mount):
+    _python_tar(bucket / "s.tar", tarfile.PAX_FORMAT)
+    a = mount("s3://bkt", "--publish-index", server=s3, name="a", cache="cache-a")
+    os.listdir(a.path / "s")
+    a.stop()
+    with tarfile.open(bucket / "s.tar", "w") as tar:  # replaced: the sidecar is now stale
+        info = tarfile.TarInfo("new.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"new"))
+    b = mount(server=s3, name="b", cache="cache-b")
+    assert os.listdir(b.path / "s") == ["new.txt"]
+    assert "ignored (stale or corrupt" in b.log()
+    (bucket / "s.tar.afsidx").write_bytes(b"not an index at all")
+    c = mount(server=s3, name="c", cache="cache-c")
+    assert (c.path / "s" / "new.txt").read_bytes() == b"new"
+    assert "ignored (stale or corrupt" in c.log()
