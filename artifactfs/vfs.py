@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from artifactfs.archive.index import ArchiveIndex
-from artifactfs.archive.members import Member
+from artifactfs.archive.members import Member, sparse_segments
 from artifactfs.archives import ArchiveService
 from artifactfs.errors import (
     BadHandle,
@@ -89,6 +89,7 @@ class OpenFile:
     detector: SequentialDetector
     base: int = 0  # offset of the content in the object (an archive member's data)
     size: int = -1  # length of the content; -1: the whole object
+    segments: list[tuple[int, int, int]] | None = None  # a sparse member's data; rest is zeros
 
 
 @dataclass(slots=True)
@@ -344,7 +345,8 @@ class FileSystemModel:
             index = await self._index(node)
             content, base = self.archives.member_content(node.archive, index, m)
             fh = next(self._fhs)
-            self._files[fh] = OpenFile(node, content, detector, base, m.size)
+            segments = sparse_segments(m) if m.codec == "sparse" else None
+            self._files[fh] = OpenFile(node, content, detector, base, m.size, segments)
             return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()
@@ -365,8 +367,23 @@ class FileSystemModel:
             size = max(0, min(size, handle.size - off))
             if size == 0:
                 return b""
+            if handle.segments is not None:
+                return await self._read_sparse(handle, off, size)
             off += handle.base
         return await self.fetcher.read(handle.version, off, size, handle.detector)
+
+    async def _read_sparse(self, handle: OpenFile, off: int, size: int) -> bytes:
+        """Holes read as zeros; data segments come from the packed data in the archive."""
+        assert handle.segments is not None
+        out = bytearray(size)
+        end = off + size
+        for seg_off, seg_len, packed in handle.segments:
+            lo, hi = max(off, seg_off), min(end, seg_off + seg_len)
+            if lo >= hi:
+                continue
+            at = handle.base + packed + (lo - seg_off)
+            out[lo - off : hi - off] = await self.fetcher.read(handle.version, at, hi - lo)
+        return bytes(out)
 
     def release(self, fh: int) -> None:
         self._files.pop(fh, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -23,7 +24,7 @@ class Member:
     mtime_ns: int
     offset: int  # where the data starts in the (uncompressed) archive stream
     link: str = ""  # symlink target as stored; hardlink target as a cleaned path
-    codec: str = ""  # "deflate": the data is compressed on its own (zip)
+    codec: str = ""  # "deflate": compressed on its own (zip); "sparse": `link` holds the map
     csize: int = 0  # with a codec: the compressed length at `offset`
 
 
@@ -42,3 +43,13 @@ def clean_path(name: str) -> str | None:
     if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
         return None
     return "/".join(parts)
+
+
+def sparse_segments(member: Member) -> list[tuple[int, int, int]]:
+    """(offset in the file, length, offset in the packed data) of a sparse member's data."""
+    out = []
+    packed = 0
+    for offset, length in json.loads(member.link):
+        out.append((int(offset), int(length), packed))
+        packed += int(length)
+    return out

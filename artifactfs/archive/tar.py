@@ -9,6 +9,7 @@ the rest of the archive stays readable.
 
 from __future__ import annotations
 
+import json
 import logging
 import tarfile
 from collections.abc import Iterator
@@ -82,8 +83,14 @@ def _member(info: tarfile.TarInfo, size: int, label: str) -> Member | None:
         return Member(path, "hardlink", mode, 0, mtime_ns, 0, target)
     if info.isreg():
         if info.sparse is not None:
-            log.warning("%s: member %r skipped (sparse files are not served yet)", label, path)
-            return None
+            packed = sum(n for _, n in info.sparse)
+            if size >= 0 and info.offset_data + packed > size:
+                log.warning("%s: member %r skipped (its data runs past the end of the archive)",
+                            label, path)  # fmt: skip
+                return None
+            segments = json.dumps([[o, n] for o, n in info.sparse])
+            return Member(path, "file", mode, info.size, mtime_ns, info.offset_data, segments,
+                          codec="sparse", csize=packed)  # fmt: skip
         if size >= 0 and info.offset_data + info.size > size:
             log.warning("%s: member %r skipped (its data runs past the end of the archive)",
                         label, path)  # fmt: skip

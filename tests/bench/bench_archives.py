@@ -172,6 +172,13 @@ def main() -> int:
                     artifactfs_first_byte(server, work, "big/middle/train.py", work / "cache")
                 )
                 drop_caches()
+                shutil.rmtree(work / "cache", ignore_errors=True)
+                live.append(
+                    artifactfs_first_byte(
+                        server, work, f"big/{MEMBER}", work / "cache", mounted_first=True
+                    )
+                )
+                drop_caches()
                 r = ratarmount_first_byte(server, work, "big.tar", "middle/train.py")
                 if r is not None:
                     rat.append(r)

@@ -424,3 +424,26 @@ def test_stale_or_corrupt_sidecar_is_ignored(s3, bucket, mount):
     c = mount(server=s3, name="c", cache="cache-c")
     assert (c.path / "s" / "new.txt").read_bytes() == b"new"
     assert "ignored (stale or corrupt" in c.log()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_gnu_tar_sparse_files(s3, bucket, mount, tmp_path, fmt):
+    src = tmp_path / f"sparse-{fmt}"
+    src.mkdir()
+    data_at = {0: b"head" * 1000, 5 * MIB: os.urandom(70_000), 9 * MIB - 10: b"tail!" * 2}
+    with open(src / "disk.img", "wb") as f:
+        f.truncate(9 * MIB)
+        for offset, data in data_at.items():
+            f.seek(offset)
+            f.write(data)
+    expected = (src / "disk.img").read_bytes()
+    subprocess.run(["tar", "-c", "--sparse", f"--format={fmt}", "-f", str(bucket / "sp.tar"),
+                    "-C", str(src), "disk.img"], check=True)  # fmt: skip
+    assert (bucket / "sp.tar").stat().st_size < 2 * MIB  # really stored sparse
+    m = mount(server=s3)
+    served = m.path / "sp" / "disk.img"
+    assert served.stat().st_size == len(expected)
+    assert served.read_bytes() == expected
+    with open(served, "rb") as f:
+        f.seek(5 * MIB - 3)
+        assert f.read(10) == expected[5 * MIB - 3 : 5 * MIB + 7]
