@@ -133,7 +133,16 @@ class ArchiveService:
                               int(index.meta["decoded_size"]), codec=codec,
                               source_digest=archive.digest)  # fmt: skip
 
-    async def index(self, version: ObjectVersion, mtime_ns: int = 0) -> ArchiveIndex:
+    async def decoded_version(self, version: ObjectVersion, codec: str) -> DecodedVersion:
+        """A single compressed file as its decoded stream (decoded once to learn its size)."""
+        idx = await self.index(version, stream=True)
+        return DecodedVersion(version.bucket, version.key, version.etag,
+                              int(idx.meta["decoded_size"]), codec=codec,
+                              source_digest=version.digest)  # fmt: skip
+
+    async def index(
+        self, version: ObjectVersion, mtime_ns: int = 0, stream: bool = False
+    ) -> ArchiveIndex:
         """The member index of `version`: open, load from disk, or build (once).
 
         `mtime_ns` (the object's) dates the directories an archive implies
@@ -148,7 +157,7 @@ class ArchiveService:
             build = _Build()
             self._builds[key] = build
             try:
-                build.index = await self._load_or_build(version, mtime_ns)
+                build.index = await self._load_or_build(version, mtime_ns, stream)
                 self._open[key] = build.index
             except ArtifactFSError as exc:
                 build.error = exc
@@ -162,7 +171,9 @@ class ArchiveService:
             raise type(build.error or ArtifactFSError)(str(build.error or "index build failed"))
         return build.index
 
-    async def _load_or_build(self, version: ObjectVersion, mtime_ns: int) -> ArchiveIndex:
+    async def _load_or_build(
+        self, version: ObjectVersion, mtime_ns: int, stream: bool = False
+    ) -> ArchiveIndex:
         path = self.index_path(version)
         identity = f"{version.bucket}\0{version.key}\0{version.etag}\0{version.size}"
         if path.exists():
@@ -173,12 +184,17 @@ class ArchiveService:
             except IndexUnusable as exc:
                 log.warning("index of %s unusable (%s); rebuilding", version.key, exc)
                 path.unlink(missing_ok=True)
-        idx = await self._from_sidecar(version, path, identity)
+        idx = None if stream else await self._from_sidecar(version, path, identity)
         if idx is not None:
             return idx
         fmt = await self.sniff(version)
         label = f"{version.bucket}/{version.key}"
-        if fmt in COMPRESSED:
+        if stream:
+            if fmt not in COMPRESSED:
+                raise CorruptArchive(f"{label}: not a compressed file")
+            assert fmt is not None
+            build = self._stream_builder(version, fmt, path, identity, label)
+        elif fmt in COMPRESSED:
             assert fmt is not None
             build = self._compressed_builder(version, fmt, path, identity, mtime_ns, label)
         else:
@@ -308,6 +324,28 @@ class ArchiveService:
             meta = {"codec": fmt.value, "decoded_size": str(tee.position)}
             count = build_index(path, identity, members, mtime_ns, meta, tee.position)
             return count, raw.bytes_fetched
+
+        return build
+
+    def _stream_builder(
+        self, version: ObjectVersion, fmt: Format, path: Path, identity: str, label: str
+    ) -> Callable[[], tuple[int, int]]:
+        """Decode a single compressed file once: blocks into the cache, its size into an index."""
+        fetch = self._fetcher(version)
+        put = self._block_sink(version, fmt.value)
+
+        def build() -> tuple[int, int]:
+            raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
+            tee = BlockTee(open_decoder(fmt, raw), self.block_size, put, self.max_decoded)  # type: ignore[arg-type]
+            try:
+                tee.drain()
+            except (DecodeLimit, *DECODE_ERRORS) as exc:
+                tee.close_partial()
+                log.warning("%s: %s stream cut at decoded byte %d (%s)", label, fmt.value,
+                            tee.position, exc)  # fmt: skip
+            meta = {"codec": fmt.value, "decoded_size": str(tee.position), "kind": "stream"}
+            build_index(path, identity, [], 0, meta)
+            return 0, raw.bytes_fetched
 
         return build
 

@@ -14,13 +14,14 @@ outage; one warning per directory or object says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import cachetools
 import trio
 
-from artifactfs.archive.detect import archive_stem
+from artifactfs.archive.codecs import COMPRESSED
+from artifactfs.archive.detect import archive_stem, compressed_stem
 from artifactfs.archives import SIDECAR_SUFFIX, SUPPORTED, ArchiveService
 from artifactfs.errors import ArtifactFSError, NotFound, StoreUnavailable
 from artifactfs.metrics import Metrics
@@ -41,6 +42,8 @@ class Entry:
     path: str
     info: ObjectInfo | None = None
     archive: bool = False  # a directory that is an archive object (path is its key)
+    codec: str = ""  # a single compressed file shown decoded (`info` is the object's)
+    decoded_size: int = 0
 
 
 class _ListFlight:
@@ -160,19 +163,26 @@ class BucketNamespace:
             return
         archives = self.archives
         candidates = [
-            e for e in entries.values() if e.kind == "file" and e.info and archive_stem(e.name)
-        ]
+            e for e in entries.values()
+            if e.kind == "file" and e.info and (archive_stem(e.name) or compressed_stem(e.name))
+        ]  # fmt: skip
         found: list[Entry] = []
+        decoded: list[Entry] = []
 
         async def check(entry: Entry) -> None:
             assert entry.info is not None
+            version = ObjectVersion.of(self.store.bucket, entry.info)
             try:
-                fmt = await archives.sniff(ObjectVersion.of(self.store.bucket, entry.info))
+                fmt = await archives.sniff(version)
+                if archive_stem(entry.name):
+                    if fmt in SUPPORTED:
+                        found.append(entry)
+                elif fmt in COMPRESSED:
+                    assert fmt is not None
+                    stream = await archives.decoded_version(version, fmt.value)
+                    decoded.append(replace(entry, codec=fmt.value, decoded_size=stream.size))
             except ArtifactFSError as exc:
                 log.warning("%s: cannot tell whether it is an archive (%s)", entry.path, exc)
-                return
-            if fmt in SUPPORTED:
-                found.append(entry)
 
         async with trio.open_nursery() as nursery:
             for entry in candidates:
@@ -186,6 +196,14 @@ class BucketNamespace:
             if self.archive_mode == "unpack":
                 del entries[entry.name]
             entries[name] = Entry(name, "dir", entry.path, entry.info, archive=True)
+        for entry in sorted(decoded, key=lambda e: e.name):
+            stem = compressed_stem(entry.name) or entry.name
+            name = stem if stem not in entries else entry.name
+            if self.archive_mode == "both" and name == entry.name:
+                continue
+            if self.archive_mode == "unpack":
+                del entries[entry.name]
+            entries[name] = replace(entry, name=name)
 
     async def lookup(self, prefix: str, name: str) -> Entry:
         """One entry of a directory, without listing it all when it is not cached."""
@@ -261,10 +279,12 @@ class BucketNamespace:
 
     async def _lookup_via_listing(self, prefix: str, name: str) -> Entry | None:
         """Probe for `name.<archive suffix>` objects; list the directory if there are any."""
-        if archive_stem(name) is None:
+        if archive_stem(name) is None and compressed_stem(name) is None:
             page = await self.store.list_page(prefix + name + ".", "/", None, 20)
             self.metrics.lists += 1
-            if not any(archive_stem(o.key[len(prefix) :]) == name for o in page.objects):
+            stems = {archive_stem(o.key[len(prefix) :]) for o in page.objects}
+            stems |= {compressed_stem(o.key[len(prefix) :]) for o in page.objects}
+            if name not in stems:
                 return None
         listing = await self.list_dir(prefix)
         entry = listing.get(name)

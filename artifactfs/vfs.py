@@ -75,6 +75,8 @@ class Node:
     last_opened: ObjectVersion | None = None
     archive: ObjectVersion | None = None  # set on an archive's root and its members
     member: Member | None = None  # set on members
+    codec: str = ""  # a single compressed file, shown decoded
+    decoded_size: int = 0
 
     @property
     def member_path(self) -> str:
@@ -153,11 +155,14 @@ class FileSystemModel:
             or node.kind != entry.kind
             or node.path != entry.path
             or node.archive != archive
+            or node.codec != entry.codec
         ):
             node = Node(next(self._inos), parent.ino, entry.name, entry.kind, entry.path,
-                        archive=archive)  # fmt: skip
+                        archive=archive, codec=entry.codec)  # fmt: skip
             self._nodes[node.ino] = node
             self._children[key] = node.ino
+        if entry.codec:
+            node.decoded_size = entry.decoded_size
         if entry.info is not None:
             node.info = entry.info
             node.info_at = time.monotonic()
@@ -200,7 +205,7 @@ class FileSystemModel:
                 o.uid, o.gid, o.blksize, o.metadata_ttl,
             )  # fmt: skip
         info = node.info
-        size = info.size if info else 0
+        size = node.decoded_size if node.codec else (info.size if info else 0)
         mtime = info.mtime_ns if info else self.mount_time_ns
         return Attributes(
             node.ino, stat.S_IFREG | 0o444, size, mtime, 1,
@@ -350,7 +355,11 @@ class FileSystemModel:
             return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()
-        version = ObjectVersion.of(self.bucket, info)
+        version: ObjectVersion = ObjectVersion.of(self.bucket, info)
+        if node.codec:  # read the decoded stream of this version (decoded once)
+            assert self.archives is not None
+            version = await self.archives.decoded_version(version, node.codec)
+            node.decoded_size = version.size
         keep_cache = node.last_opened == version
         if node.last_opened is not None and not keep_cache:
             log.info("%s changed (etag %s -> %s)", node.path, node.last_opened.etag, version.etag)

@@ -19,6 +19,10 @@ ARCHIVE_SUFFIXES = (
 )  # fmt: skip
 
 
+# A single compressed file (`notes.txt.gz`) shows as the decoded file (`notes.txt`).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+
+
 class Format(enum.Enum):
     TAR = "tar"
     ZIP = "zip"
@@ -71,6 +75,17 @@ def archive_stem(name: str) -> str | None:
     """`modeldir.tar` -> `modeldir`; None if the name has no archive suffix."""
     lower = name.lower()
     for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def compressed_stem(name: str) -> str | None:
+    """`notes.txt.gz` -> `notes.txt`; None for archives and other names."""
+    if archive_stem(name) is not None:
+        return None
+    lower = name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None

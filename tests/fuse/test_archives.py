@@ -447,3 +447,30 @@ def test_gnu_tar_sparse_files(s3, bucket, mount, tmp_path, fmt):
     with open(served, "rb") as f:
         f.seek(5 * MIB - 3)
         assert f.read(10) == expected[5 * MIB - 3 : 5 * MIB + 7]
+
+
+def test_single_compressed_files_show_decoded(s3, bucket, mount):
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    text = b"".join(b"line %d of the notes\n" % i for i in range(200_000))
+    (bucket / "notes.txt.gz").write_bytes(gzip.compress(text))
+    (bucket / "log.txt.bz2").write_bytes(bz2.compress(text))
+    (bucket / "data.csv.xz").write_bytes(lzma.compress(text))
+    (bucket / "w.bin.zst").write_bytes(zstandard.ZstdCompressor().compress(text))
+    (bucket / "fake.gz").write_bytes(b"plain text, not gzip at all")
+    m = mount(server=s3)
+    assert sorted(os.listdir(m.path)) == ["data.csv", "fake.gz", "log.txt", "notes.txt", "w.bin"]
+    for name in ("notes.txt", "log.txt", "data.csv", "w.bin"):
+        assert os.stat(m.path / name).st_size == len(text), name
+        assert (m.path / name).read_bytes() == text, name
+    with open(m.path / "notes.txt", "rb") as f:
+        f.seek(len(text) // 2)
+        assert f.read(50) == text[len(text) // 2 : len(text) // 2 + 50]
+    assert (m.path / "fake.gz").read_bytes() == b"plain text, not gzip at all"
+    both = mount("s3://bkt", "--archives", "both", server=s3, name="both", cache="cache-both")
+    assert (both.path / "notes.txt.gz").read_bytes() == (bucket / "notes.txt.gz").read_bytes()
+    assert (both.path / "notes.txt").read_bytes() == text
