@@ -27,7 +27,14 @@ import cachetools
 import trio
 import zstandard
 
-from artifactfs.archive.codecs import COMPRESSED, DECODE_ERRORS, InflateReader, open_decoder
+from artifactfs.archive.codecs import (
+    COMPRESSED,
+    DECODE_ERRORS,
+    InflateReader,
+    open_at_checkpoint,
+    open_decoder,
+    save_checkpoints,
+)
 from artifactfs.archive.detect import SNIFF_BYTES, Format, detect
 from artifactfs.archive.index import ArchiveIndex, IndexUnusable, build_index
 from artifactfs.archive.members import Member
@@ -306,24 +313,39 @@ class ArchiveService:
         fetch = self._fetcher(version)
         put = self._block_sink(version, fmt.value)
 
-        def build() -> tuple[int, int]:
+        def one_pass(checkpoints: bool) -> tuple[list[Member], BlockTee, RangeFile, str]:
             raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
-            decoder = open_decoder(fmt, raw)  # type: ignore[arg-type]
+            decoder = open_decoder(fmt, raw, checkpoints)  # type: ignore[arg-type]
             tee = BlockTee(decoder, self.block_size, put, self.max_decoded)
             members: list[Member] = []
+            problem = ""
             try:
                 members.extend(scan_tar(tee, -1, label, stream=True))  # type: ignore[arg-type]
                 tee.drain()
+                if checkpoints:
+                    self._keep_checkpoints(decoder, version)
             except DecodeLimit as exc:
                 tee.close_partial()
-                log.warning("%s: %s; members past it are not shown", label, exc)
+                problem = f"{exc}; members past it are not shown"
             except DECODE_ERRORS as exc:
                 tee.close_partial()  # what decoded before the damage is good
-                log.warning("%s: corrupt %s stream at decoded byte %d (%s); members past it "
-                            "are not shown", label, fmt.value, tee.position, exc)  # fmt: skip
+                problem = (f"corrupt {fmt.value} stream at decoded byte {tee.position} ({exc}); "
+                           "members past it are not shown")  # fmt: skip
+            return members, tee, raw, problem
+
+        def build() -> tuple[int, int]:
+            members, tee, raw, problem = one_pass(checkpoints=True)
+            fetched = raw.bytes_fetched
+            if problem.startswith("corrupt") and fmt is Format.GZIP:
+                # indexed_gzip decodes ahead and loses the good data just before the
+                # damage; the plain decoder salvages it (damaged archives only).
+                members, tee, raw, problem = one_pass(checkpoints=False)
+                fetched += raw.bytes_fetched
+            if problem:
+                log.warning("%s: %s", label, problem)
             meta = {"codec": fmt.value, "decoded_size": str(tee.position)}
             count = build_index(path, identity, members, mtime_ns, meta, tee.position)
-            return count, raw.bytes_fetched
+            return count, fetched
 
         return build
 
@@ -336,18 +358,34 @@ class ArchiveService:
 
         def build() -> tuple[int, int]:
             raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
-            tee = BlockTee(open_decoder(fmt, raw), self.block_size, put, self.max_decoded)  # type: ignore[arg-type]
+            decoder = open_decoder(fmt, raw, checkpoints=True)  # type: ignore[arg-type]
+            tee = BlockTee(decoder, self.block_size, put, self.max_decoded)
             try:
                 tee.drain()
             except (DecodeLimit, *DECODE_ERRORS) as exc:
                 tee.close_partial()
                 log.warning("%s: %s stream cut at decoded byte %d (%s)", label, fmt.value,
                             tee.position, exc)  # fmt: skip
+            self._keep_checkpoints(decoder, version)
             meta = {"codec": fmt.value, "decoded_size": str(tee.position), "kind": "stream"}
             build_index(path, identity, [], 0, meta)
             return 0, raw.bytes_fetched
 
         return build
+
+    def checkpoints_path(self, source_digest: bytes) -> Path:
+        return self.index_dir / f"{source_digest.hex()}.gzidx"
+
+    def _keep_checkpoints(self, decoder: BinaryIO, version: ObjectVersion) -> None:
+        path = self.checkpoints_path(version.digest)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if save_checkpoints(decoder, str(tmp)):
+                tmp.replace(path)
+        except (OSError, *DECODE_ERRORS) as exc:
+            log.warning("%s: seek points not saved (%s)", version.key, exc)
+            tmp.unlink(missing_ok=True)
 
     async def decoded_block(self, version: DecodedVersion, blockno: int) -> bytes:
         """A block of a decoded stream that is not in the cache: decode up to it again."""
@@ -383,7 +421,18 @@ class ArchiveService:
                                 window=_SEQUENTIAL_WINDOW)  # fmt: skip
                 decoder = InflateReader(raw)  # type: ignore[arg-type]
             else:
-                raw = RangeFile(fetch, source.size, window=_SEQUENTIAL_WINDOW)
+                raw = RangeFile(fetch, source.size)
+                points = self.checkpoints_path(version.source_digest)
+                if version.codec == Format.GZIP.value and points.exists():
+                    reader = open_at_checkpoint(raw, str(points))  # type: ignore[arg-type]
+                    start = blockno * self.block_size
+                    reader.seek(start)
+                    want = max(0, min(self.block_size, version.size - start))
+                    data = bytearray()
+                    while len(data) < want and (chunk := reader.read(want - len(data))):
+                        data += chunk
+                    on_block(blockno, bytes(data))
+                    return
                 decoder = open_decoder(Format(version.codec), raw)  # type: ignore[arg-type]
             tee = BlockTee(decoder, self.block_size, on_block, self.max_decoded, blockno)
             try:

@@ -14,6 +14,7 @@ import lzma
 import zlib
 from typing import BinaryIO
 
+import indexed_gzip
 import lz4.frame
 import zstandard
 
@@ -24,11 +25,21 @@ COMPRESSED = {Format.GZIP, Format.BZIP2, Format.XZ, Format.ZSTD, Format.LZ4}
 # Exceptions a decoder raises on a corrupt or truncated stream.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zstandard.ZstdError, RuntimeError,
+    indexed_gzip.ZranError,
 )  # fmt: skip
 
 
-def open_decoder(fmt: Format, raw: BinaryIO) -> BinaryIO:
+CHECKPOINT_SPACING = 4 << 20  # decoded bytes between gzip seek points (32 KiB window each)
+
+
+def open_decoder(fmt: Format, raw: BinaryIO, checkpoints: bool = False) -> BinaryIO:
+    """A sequential reader; for gzip with `checkpoints`, one that records seek points
+    (indexed_gzip) to be saved with `save_checkpoints` for later random access."""
     if fmt is Format.GZIP:
+        if checkpoints:
+            return indexed_gzip.IndexedGzipFile(  # type: ignore[no-any-return]
+                fileobj=raw, spacing=CHECKPOINT_SPACING, auto_build=True
+            )
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if fmt is Format.BZIP2:
         return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
@@ -71,3 +82,18 @@ class InflateReader(io.RawIOBase):
         data = self.read(len(b))
         memoryview(b)[: len(data)] = data
         return len(data)
+
+
+def save_checkpoints(decoder: BinaryIO, path: str) -> bool:
+    """Write the seek points a checkpointing decoder gathered; False if it has none."""
+    if not isinstance(decoder, indexed_gzip.IndexedGzipFile):
+        return False
+    decoder.export_index(path)
+    return True
+
+
+def open_at_checkpoint(raw: BinaryIO, checkpoints: str) -> BinaryIO:
+    """A gzip reader over `raw` that seeks from the nearest saved checkpoint."""
+    reader = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=CHECKPOINT_SPACING)
+    reader.import_index(checkpoints)
+    return reader  # type: ignore[no-any-return]

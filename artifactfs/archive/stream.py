@@ -34,6 +34,8 @@ class BlockTee(io.RawIOBase):
         self._limit = limit
         self._stop_after = stop_after_block
         self._pending = bytearray()
+        self._ready = b""  # decoded bytes not yet returned to the scanner
+        self._ready_pos = 0
         self._blockno = 0
         self.position = 0
         self.finished = False
@@ -44,16 +46,22 @@ class BlockTee(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = 1 << 20
-        data = self._source.read(size)
-        if not data:
-            self._flush(final=True)
-            return b""
-        self.position += len(data)
-        if self.position > self._limit:
-            raise DecodeLimit(f"decoded size passed the limit of {self._limit} bytes")
-        self._pending += data
-        self._flush(final=False)
-        return data
+        if self._ready_pos >= len(self._ready):
+            # Decode in 64 KiB steps whatever the scanner asks (tarfile asks 10 KiB): fewer
+            # calls into the decoder, and a corrupt stream loses at most one step of good data.
+            data = self._source.read(max(size, 64 << 10))
+            if not data:
+                self._flush(final=True)
+                return b""
+            self.position += len(data)
+            if self.position > self._limit:
+                raise DecodeLimit(f"decoded size passed the limit of {self._limit} bytes")
+            self._pending += data
+            self._flush(final=False)
+            self._ready, self._ready_pos = data, 0
+        out = self._ready[self._ready_pos : self._ready_pos + size]
+        self._ready_pos += len(out)
+        return out
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(b))
