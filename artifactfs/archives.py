@@ -127,7 +127,8 @@ class ArchiveService:
         if member.codec == "deflate":
             codec = f"deflate:{member.offset}:{member.csize}"
             decoded = DecodedVersion(archive.bucket, archive.key, archive.etag, member.size,
-                                     codec=codec, source_digest=archive.digest)  # fmt: skip
+                                     codec=codec, source_digest=archive.digest,
+                                     source_size=archive.size)  # fmt: skip
             return decoded, 0
         return self.content_version(archive, index), member.offset
 
@@ -138,14 +139,14 @@ class ArchiveService:
             return archive
         return DecodedVersion(archive.bucket, archive.key, archive.etag,
                               int(index.meta["decoded_size"]), codec=codec,
-                              source_digest=archive.digest)  # fmt: skip
+                              source_digest=archive.digest, source_size=archive.size)  # fmt: skip
 
     async def decoded_version(self, version: ObjectVersion, codec: str) -> DecodedVersion:
         """A single compressed file as its decoded stream (decoded once to learn its size)."""
         idx = await self.index(version, stream=True)
         return DecodedVersion(version.bucket, version.key, version.etag,
                               int(idx.meta["decoded_size"]), codec=codec,
-                              source_digest=version.digest)  # fmt: skip
+                              source_digest=version.digest, source_size=version.size)  # fmt: skip
 
     async def index(
         self, version: ObjectVersion, mtime_ns: int = 0, stream: bool = False
@@ -399,8 +400,9 @@ class ArchiveService:
             return await self._redecode(version, blockno)
 
     async def _redecode(self, version: DecodedVersion, blockno: int) -> bytes:
-        info = await self.store.head(version.key)
-        source = ObjectVersion(version.bucket, version.key, info.etag, info.size)
+        # Every ranged GET below is pinned to this version's ETag and size (StaleObject
+        # if the archive was replaced), so no HEAD is needed first.
+        source = ObjectVersion(version.bucket, version.key, version.etag, version.source_size)
         if source.digest != version.source_digest:
             raise StaleObject(f"{version.key}: the archive was replaced since it was opened")
         fetch = self._fetcher(source)

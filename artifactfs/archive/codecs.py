@@ -29,7 +29,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 
 
-CHECKPOINT_SPACING = 4 << 20  # decoded bytes between gzip seek points (32 KiB window each)
+CHECKPOINT_SPACING = 2 << 20  # decoded bytes between gzip seek points (32 KiB window each)
 
 
 def open_decoder(fmt: Format, raw: BinaryIO, checkpoints: bool = False) -> BinaryIO:

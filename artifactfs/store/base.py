@@ -60,6 +60,7 @@ class DecodedVersion(ObjectVersion):
 
     codec: str = ""
     source_digest: bytes = b""
+    source_size: int = -1  # the compressed object's size
 
     @cached_property
     def digest(self) -> bytes:
