@@ -11,9 +11,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from artifactfs.devserver import S3Server
 from tests.proxy import CountingProxy
+from tests.support import Mount
 
 pytestmark = pytest.mark.fuse
 MIB = 1 << 20
@@ -474,3 +477,46 @@ def test_single_compressed_files_show_decoded(s3, bucket, mount):
     both = mount("s3://bkt", "--archives", "both", server=s3, name="both", cache="cache-both")
     assert (both.path / "notes.txt.gz").read_bytes() == (bucket / "notes.txt.gz").read_bytes()
     assert (both.path / "notes.txt").read_bytes() == text
+
+
+_names = st.text(alphabet="abcxyz019-_.é ", min_size=1, max_size=12).filter(
+    lambda n: n not in (".", "..") and not n.startswith(" ")
+)
+_trees = st.dictionaries(
+    st.lists(_names, min_size=1, max_size=3).map("/".join),
+    st.tuples(st.binary(max_size=3000), st.sampled_from([0o644, 0o600, 0o755, 0o444])),
+    min_size=1,
+    max_size=12,
+)
+
+
+@pytest.fixture(scope="module")
+def live_mount(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hyp")
+    with S3Server(tmp / "s3", tmp / "rclone.log") as server:
+        server.bucket_dir("bkt")
+        with Mount("s3://bkt", tmp / "mnt", tmp / "cache", server,
+                   ("--metadata-ttl", "0", "--negative-ttl", "0")) as m:  # fmt: skip
+            yield server.bucket_dir("bkt"), m.path
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(tree=_trees, fmt=st.sampled_from([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
+def test_hypothesis_trees_match_what_tarfile_extracts(live_mount, tree, fmt):
+    bucket, mnt = live_mount
+    files = {p: v for p, v in tree.items()
+             if not any(q.startswith(p + "/") for q in tree)}  # fmt: skip
+    name = f"h{hashlib.sha256(repr((sorted(files.items()), fmt)).encode()).hexdigest()[:16]}"
+    path = bucket / f"{name}.tar"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for member, (data, mode) in sorted(files.items()):
+            info = tarfile.TarInfo(member)
+            info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    expected = _expected(path)
+    got = _served(mnt / name)
+    for key, value in expected.items():
+        if value == IMPLIED and got.get(key, ("",))[0] == "dir":
+            got[key] = IMPLIED
+    assert got == expected
