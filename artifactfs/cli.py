@@ -17,6 +17,7 @@ from pathlib import Path
 from artifactfs import __version__
 from artifactfs.errors import ArtifactFSError, ConfigError
 from artifactfs.options import MountOptions, Source, parse_size
+from artifactfs.processes import stop_process
 
 READY_TIMEOUT = 60.0
 
@@ -241,12 +242,7 @@ def _mount_in_background(opts: MountOptions, argv: list[str]) -> int:
 
 def _stop_wedged_daemon(proc: subprocess.Popen[bytes], mountpoint: Path) -> None:
     """A daemon that never became ready must not stay behind, nor its mount."""
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc)
     subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
 
 

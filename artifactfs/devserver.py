@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from artifactfs.processes import stop_process
+
 _REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET)\b(.*)")
 
 
@@ -103,14 +105,8 @@ class S3Server:
     def stop(self) -> None:
         """Terminate our own process (by its pid), then kill it if it lingers."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            stop_process(proc)
 
     def kill(self) -> None:
         """Die abruptly, as a crashed server would."""
