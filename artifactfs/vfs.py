@@ -77,6 +77,7 @@ class Node:
     member: Member | None = None  # set on members
     codec: str = ""  # a single compressed file, shown decoded
     decoded_size: int = 0
+    archive_mtime_ns: int = 0  # the archive object's mtime, on its root and every member
 
     @property
     def member_path(self) -> str:
@@ -166,6 +167,7 @@ class FileSystemModel:
         if entry.info is not None:
             node.info = entry.info
             node.info_at = time.monotonic()
+            node.archive_mtime_ns = entry.info.mtime_ns
         return node
 
     def _member_node(self, parent: Node, member: Member) -> Node:
@@ -177,7 +179,8 @@ class FileSystemModel:
         if node is None or node.member != member or node.archive != parent.archive:
             kind = "file" if member.kind == "file" else member.kind
             node = Node(next(self._inos), parent.ino, name, kind, member.path,  # type: ignore[arg-type]
-                        archive=parent.archive, member=member)  # fmt: skip
+                        archive=parent.archive, member=member,
+                        archive_mtime_ns=parent.archive_mtime_ns)  # fmt: skip
             self._nodes[node.ino] = node
             self._children[key] = node.ino
         return node
@@ -245,13 +248,7 @@ class FileSystemModel:
 
     async def _index(self, node: Node) -> ArchiveIndex:
         assert node.archive is not None and self.archives is not None
-        root = node
-        while root.member is not None:
-            root = self._nodes.get(root.parent, root)
-            if root is node:
-                break
-        mtime = root.info.mtime_ns if root.info else self.mount_time_ns
-        return await self.archives.index(node.archive, mtime)
+        return await self.archives.index(node.archive, node.archive_mtime_ns)
 
     async def getattr(self, ino: int) -> Attributes:
         node = self.node(ino)

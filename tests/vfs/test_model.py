@@ -175,3 +175,46 @@ def test_forget_drops_nodes_but_keeps_root(tmp_path, tree):
         assert again.size == 4
 
     trio.run(main)
+
+
+def test_archive_members_through_the_model_even_after_parents_are_forgotten(tmp_path):
+    import io
+    import tarfile
+
+    from artifactfs.archives import ArchiveService
+
+    root = tmp_path / "bucket"
+    root.mkdir()
+    with tarfile.open(root / "a.tar", "w") as tar:
+        for name, data in {"x/y/z.txt": b"deep", "top.txt": b"top"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    async def main():
+        metrics = Metrics()
+        store = LocalStore(root)
+        disk = BlockCache(tmp_path / "cache", 1 << 30)
+        disk.load_index()
+        archives = ArchiveService(store, tmp_path / "cache", metrics, disk, BLOCK)
+        fetcher = BlockFetcher(store, disk, metrics, BLOCK, 16 * BLOCK)
+        ns = BucketNamespace(store, metrics, archives=archives)
+        opts = ModelOptions(uid=1, gid=1)
+        model = FileSystemModel(ns, fetcher, store.bucket, "", opts, archives)
+        with trio.fail_after(20):  # a hang here is the bug this test guards against
+            await walk(model, metrics)
+
+    async def walk(model, metrics):
+        a = await model.lookup(ROOT_INODE, "a")
+        assert stat.S_ISDIR(a.mode)
+        x = await model.lookup(a.ino, "x")
+        y = await model.lookup(x.ino, "y")
+        model.forget(x.ino, 1)  # the kernel dropped the middle directory
+        model.forget(a.ino, 1)
+        z = await model.lookup(y.ino, "z.txt")
+        fh, keep = await model.open(z.ino, writable=False)
+        assert keep is True
+        assert await model.read(fh, 0, 100) == b"deep"
+        assert metrics.indexes_built == 1
+
+    trio.run(main)
