@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("mount", help="mount a bucket (or a prefix of it) read-only")
-    m.add_argument("source", help="s3://BUCKET[/PREFIX] or file:///DIR")
-    m.add_argument("mountpoint", type=Path)
+    m.add_argument("paths", nargs="+", metavar="[SOURCE] MOUNTPOINT",
+                   help="SOURCE is s3://BUCKET[/PREFIX] or file:///DIR; "
+                        "with --experiment-file, only MOUNTPOINT")  # fmt: skip
+    m.add_argument("--experiment-file", type=Path, metavar="FILE",
+                   help="mount this StudioML experiment (its JSON, or a runner's queue "
+                        "message): one directory per artifact")  # fmt: skip
     g = m.add_argument_group("object store")
     g.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://minio:9000 (default: AWS)")
     g.add_argument("--region", help="region to sign requests for (default: from AWS config)")
@@ -162,9 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def mount_options(args: argparse.Namespace) -> MountOptions:
+    if args.experiment_file is not None:
+        if len(args.paths) != 1:
+            raise ConfigError("with --experiment-file, give only the MOUNTPOINT")
+        from artifactfs.studio import load_experiment_file
+
+        experiment = load_experiment_file(args.experiment_file)
+        if not experiment.artifacts:
+            raise ConfigError(f"{args.experiment_file}: no artifact can be served")
+        source = Source("s3", experiment.artifacts[0].bucket, "")
+    else:
+        if len(args.paths) != 2:
+            raise ConfigError("give a SOURCE and a MOUNTPOINT")
+        source = Source.parse(args.paths[0])
     return MountOptions(
-        source=Source.parse(args.source),
-        mountpoint=args.mountpoint.absolute(),
+        source=source,
+        mountpoint=Path(args.paths[-1]).absolute(),
+        experiment_file=args.experiment_file.absolute() if args.experiment_file else None,
         endpoint_url=args.endpoint_url,
         region=args.region,
         path_style=args.path_style,
@@ -281,7 +299,15 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `mount [SOURCE] MOUNTPOINT` with options in between: argparse takes only the first
+    # run of positionals, so the rest come back as extras and are added here.
+    args, extras = parser.parse_known_args(argv)
+    unknown = [e for e in extras if e.startswith("-") or args.command != "mount"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "mount":
+        args.paths += extras
     if args.command == "mount":
         return cmd_mount(args, argv)
     if args.command == "umount":

@@ -21,18 +21,21 @@ import trio
 from artifactfs.archives import ArchiveService
 from artifactfs.cache.blocks import BlockCache, lock_cache_dir
 from artifactfs.errors import ArtifactFSError, ConfigError
+from artifactfs.experiment import ExperimentNamespace
 from artifactfs.fetch import BlockFetcher
 from artifactfs.fs import ArtifactOperations
 from artifactfs.kernel import tune_mount
 from artifactfs.logsetup import redactor
 from artifactfs.memory import tame_malloc
 from artifactfs.metrics import Metrics
-from artifactfs.namespace import BucketNamespace
+from artifactfs.namespace import BucketNamespace, Namespace
 from artifactfs.notify import ReadyPipe, sd_notify
 from artifactfs.options import MountOptions
 from artifactfs.store.base import ObjectStore
 from artifactfs.store.local import LocalStore
+from artifactfs.store.router import BucketRouter
 from artifactfs.store.s3 import S3Settings, S3Store
+from artifactfs.studio import load_experiment_file
 from artifactfs.vfs import FileSystemModel, ModelOptions
 
 log = logging.getLogger(__name__)
@@ -56,16 +59,16 @@ def check_mountpoint(path: Path) -> None:
         raise ConfigError(f"{path} is already a mount point")
 
 
-def build_store(opts: MountOptions) -> ObjectStore:
+def build_store(opts: MountOptions, bucket: str | None = None) -> ObjectStore:
     if opts.source.scheme == "file":
         return LocalStore(opts.source.bucket, max_concurrency=opts.max_concurrency)
-    session = boto3.session.Session()
+    session = _session()
     creds = session.get_credentials()
     if creds is not None:
         frozen = creds.get_frozen_credentials()
         redactor.add(frozen.secret_key, frozen.token)
     settings = S3Settings(
-        bucket=opts.source.bucket,
+        bucket=bucket or opts.source.bucket,
         endpoint_url=opts.endpoint_url,
         region=opts.region,
         path_style=opts.path_style,
@@ -76,6 +79,16 @@ def build_store(opts: MountOptions) -> ObjectStore:
         connect_timeout=min(5.0, opts.request_timeout),
     )
     return S3Store(settings, session)
+
+
+_sessions: list[boto3.session.Session] = []
+
+
+def _session() -> boto3.session.Session:
+    """One boto3 session per daemon: one credential chain, refreshed in one place."""
+    if not _sessions:
+        _sessions.append(boto3.session.Session())
+    return _sessions[0]
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -118,12 +131,22 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         disk = BlockCache(cache_dir, opts.cache_size)
         await trio.to_thread.run_sync(disk.load_index)
         metrics = Metrics()
+        namespace: Namespace
+        if opts.experiment_file is not None:
+            experiment = load_experiment_file(opts.experiment_file, opts.source.bucket)
+            store = BucketRouter(store, lambda bucket: build_store(opts, bucket))
         archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
                                   opts.max_decoded_size, opts.publish_index)  # fmt: skip
-        namespace = BucketNamespace(
-            store, metrics, opts.metadata_ttl, opts.negative_ttl,
-            archives=archives, archive_mode=opts.archives,
-        )  # fmt: skip
+        if opts.experiment_file is not None:
+            namespace = ExperimentNamespace(experiment, store, metrics, archives,
+                                            opts.metadata_ttl)  # fmt: skip
+            log.info("experiment %s: %d artifacts", experiment.key or "?",
+                     len(experiment.artifacts))  # fmt: skip
+        else:
+            namespace = BucketNamespace(
+                store, metrics, opts.metadata_ttl, opts.negative_ttl,
+                archives=archives, archive_mode=opts.archives,
+            )  # fmt: skip
         fetcher = BlockFetcher(
             store, disk, metrics, opts.block_size, opts.memory_budget,
             max_prefetch=max(1, min(8, opts.read_ahead // opts.block_size)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import cachetools
 import trio
@@ -44,6 +44,18 @@ class Entry:
     archive: bool = False  # a directory that is an archive object (path is its key)
     codec: str = ""  # a single compressed file shown decoded (`info` is the object's)
     decoded_size: int = 0
+
+
+class Namespace(Protocol):
+    """What the filesystem model asks of a view (the bucket view, an experiment view)."""
+
+    def bucket_of(self, path: str) -> str: ...
+
+    async def list_dir(self, prefix: str) -> dict[str, Entry]: ...
+
+    async def lookup(self, prefix: str, name: str) -> Entry: ...
+
+    async def object_info(self, key: str) -> ObjectInfo: ...
 
 
 class _ListFlight:
@@ -292,6 +304,10 @@ class BucketNamespace:
             self._negative[prefix + name] = True
             raise NotFound(prefix + name)
         return entry
+
+    def bucket_of(self, path: str) -> str:
+        """The bucket an object path is in (one bucket in this view)."""
+        return self.store.bucket
 
     async def object_info(self, key: str) -> ObjectInfo:
         """Current metadata of an object, at most `metadata_ttl` old."""

@@ -86,6 +86,7 @@ class MountOptions:
     request_timeout: float = 30.0
     max_attempts: int = 3
     max_concurrency: int = 16
+    experiment_file: Path | None = None
     archives: str = "unpack"  # unpack | raw | both
     max_decoded_size: int = 64 << 30
     publish_index: bool = False

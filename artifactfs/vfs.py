@@ -27,7 +27,7 @@ from artifactfs.errors import (
     ReadOnly,
 )
 from artifactfs.fetch import BlockFetcher
-from artifactfs.namespace import BucketNamespace, Entry, Kind
+from artifactfs.namespace import Entry, Kind, Namespace
 from artifactfs.readahead import SequentialDetector
 from artifactfs.store.base import ObjectInfo, ObjectVersion
 
@@ -109,7 +109,7 @@ _DIR_PAGE = 1000
 class FileSystemModel:
     def __init__(
         self,
-        namespace: BucketNamespace,
+        namespace: Namespace,
         fetcher: BlockFetcher,
         bucket: str,
         root_prefix: str,
@@ -148,9 +148,8 @@ class FileSystemModel:
         key = (parent.ino, entry.name)
         ino = self._children.get(key)
         node = self._nodes.get(ino) if ino is not None else None
-        archive = (
-            ObjectVersion.of(self.bucket, entry.info) if entry.archive and entry.info else None
-        )
+        bucket = self.namespace.bucket_of(entry.path)
+        archive = ObjectVersion.of(bucket, entry.info) if entry.archive and entry.info else None
         if (
             node is None
             or node.kind != entry.kind
@@ -352,7 +351,7 @@ class FileSystemModel:
             return fh, True  # a member of one archive version never changes
         info = await self.namespace.object_info(node.path)
         node.info, node.info_at = info, time.monotonic()
-        version: ObjectVersion = ObjectVersion.of(self.bucket, info)
+        version: ObjectVersion = ObjectVersion.of(self.namespace.bucket_of(node.path), info)
         if node.codec:  # read the decoded stream of this version (decoded once)
             assert self.archives is not None
             version = await self.archives.decoded_version(version, node.codec)

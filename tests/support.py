@@ -53,7 +53,8 @@ class Mount:
         self.pid: int | None = None
 
     def command(self) -> list[str]:
-        cmd = [*CLI, "mount", self.source, str(self.path), "--cache-dir", str(self.cache_dir),
+        source = [self.source] if self.source else []  # none with --experiment-file
+        cmd = [*CLI, "mount", *source, str(self.path), "--cache-dir", str(self.cache_dir),
                "--log-file", str(self.log_file), *self.args]  # fmt: skip
         if self.server is not None and "--endpoint-url" not in self.args:
             cmd += ["--endpoint-url", self.server.endpoint_url]
