@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("paths", nargs="+", metavar="[SOURCE] MOUNTPOINT",
                    help="SOURCE is s3://BUCKET[/PREFIX] or file:///DIR; "
                         "with --experiment-file, only MOUNTPOINT")  # fmt: skip
+    m.add_argument("--experiment", metavar="KEY",
+                   help="mount this StudioML experiment, read from the database bucket "
+                        "named by --config")  # fmt: skip
+    m.add_argument("--config", type=Path, metavar="FILE",
+                   help="StudioML config.yaml: endpoint, buckets and credentials")  # fmt: skip
     m.add_argument("--experiment-file", type=Path, metavar="FILE",
                    help="mount this StudioML experiment (its JSON, or a runner's queue "
                         "message): one directory per artifact")  # fmt: skip
@@ -166,7 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def mount_options(args: argparse.Namespace) -> MountOptions:
-    if args.experiment_file is not None:
+    config = None
+    if args.config is not None:
+        from artifactfs.studio import load_config
+
+        config = load_config(args.config)
+    endpoint = args.endpoint_url or (config.storage.endpoint if config else None)
+    if args.experiment is not None:
+        if config is None:
+            raise ConfigError("--experiment needs --config (it names the database bucket)")
+        if len(args.paths) != 1:
+            raise ConfigError("with --experiment, give only the MOUNTPOINT")
+        source = Source("s3", config.storage.bucket or "studioml-artifacts", "")
+    elif args.experiment_file is not None:
         if len(args.paths) != 1:
             raise ConfigError("with --experiment-file, give only the MOUNTPOINT")
         from artifactfs.studio import load_experiment_file
@@ -183,7 +200,9 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         source=source,
         mountpoint=Path(args.paths[-1]).absolute(),
         experiment_file=args.experiment_file.absolute() if args.experiment_file else None,
-        endpoint_url=args.endpoint_url,
+        experiment_key=args.experiment,
+        config_file=args.config.absolute() if args.config else None,
+        endpoint_url=endpoint,
         region=args.region,
         path_style=args.path_style,
         cache_dir=args.cache_dir.absolute() if args.cache_dir else None,

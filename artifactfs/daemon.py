@@ -9,6 +9,7 @@ leaves nothing mounted.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import trio
 
 from artifactfs.archives import ArchiveService
 from artifactfs.cache.blocks import BlockCache, lock_cache_dir
-from artifactfs.errors import ArtifactFSError, ConfigError
+from artifactfs.errors import ArtifactFSError, ConfigError, NotFound
 from artifactfs.experiment import ExperimentNamespace
 from artifactfs.fetch import BlockFetcher
 from artifactfs.fs import ArtifactOperations
@@ -35,7 +36,14 @@ from artifactfs.store.base import ObjectStore
 from artifactfs.store.local import LocalStore
 from artifactfs.store.router import BucketRouter
 from artifactfs.store.s3 import S3Settings, S3Store
-from artifactfs.studio import load_experiment_file
+from artifactfs.studio import (
+    Experiment,
+    StoreConfig,
+    StudioConfig,
+    load_config,
+    load_experiment_file,
+    parse_experiment,
+)
 from artifactfs.vfs import FileSystemModel, ModelOptions
 
 log = logging.getLogger(__name__)
@@ -59,18 +67,23 @@ def check_mountpoint(path: Path) -> None:
         raise ConfigError(f"{path} is already a mount point")
 
 
-def build_store(opts: MountOptions, bucket: str | None = None) -> ObjectStore:
+def build_store(
+    opts: MountOptions,
+    bucket: str | None = None,
+    store_config: StoreConfig | None = None,
+    endpoint_url: str | None = None,
+) -> ObjectStore:
     if opts.source.scheme == "file":
         return LocalStore(opts.source.bucket, max_concurrency=opts.max_concurrency)
-    session = _session()
+    session = _session(store_config)
     creds = session.get_credentials()
     if creds is not None:
         frozen = creds.get_frozen_credentials()
         redactor.add(frozen.secret_key, frozen.token)
     settings = S3Settings(
         bucket=bucket or opts.source.bucket,
-        endpoint_url=opts.endpoint_url,
-        region=opts.region,
+        endpoint_url=endpoint_url or opts.endpoint_url,
+        region=opts.region or (store_config.region if store_config else None),
         path_style=opts.path_style,
         max_concurrency=opts.max_concurrency,
         request_timeout=opts.request_timeout,
@@ -81,14 +94,25 @@ def build_store(opts: MountOptions, bucket: str | None = None) -> ObjectStore:
     return S3Store(settings, session)
 
 
-_sessions: list[boto3.session.Session] = []
+_sessions: dict[str, boto3.session.Session] = {}
 
 
-def _session() -> boto3.session.Session:
-    """One boto3 session per daemon: one credential chain, refreshed in one place."""
-    if not _sessions:
-        _sessions.append(boto3.session.Session())
-    return _sessions[0]
+def _session(store_config: StoreConfig | None = None) -> boto3.session.Session:
+    """A boto3 session per credential source, made once: the config's keys if it has
+    them, else the AWS default chain (environment, profile, web identity, IMDS)."""
+    if store_config is not None and store_config.has_credentials:
+        ident = f"config:{store_config.access_key}"
+        if ident not in _sessions:
+            _sessions[ident] = boto3.session.Session(
+                aws_access_key_id=store_config.access_key,
+                aws_secret_access_key=store_config.secret_key,
+                aws_session_token=store_config.session_token,
+                region_name=store_config.region,
+            )
+        return _sessions[ident]
+    if "chain" not in _sessions:
+        _sessions["chain"] = boto3.session.Session()
+    return _sessions["chain"]
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -125,19 +149,27 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
     check_mountpoint(opts.mountpoint)
     cache_dir = opts.resolved_cache_dir
     lock_fd = lock_cache_dir(cache_dir)
-    store = build_store(opts)
+    config = load_config(opts.config_file) if opts.config_file else None
+    storage = config.storage if config else None
+    store = build_store(opts, store_config=storage)
     try:
         await store.check()
         disk = BlockCache(cache_dir, opts.cache_size)
         await trio.to_thread.run_sync(disk.load_index)
         metrics = Metrics()
         namespace: Namespace
-        if opts.experiment_file is not None:
+        experiment = None
+        if opts.experiment_key is not None:
+            assert config is not None
+            experiment = await _fetch_experiment(opts, config)
+        elif opts.experiment_file is not None:
             experiment = load_experiment_file(opts.experiment_file, opts.source.bucket)
-            store = BucketRouter(store, lambda bucket: build_store(opts, bucket))
+        if experiment is not None:
+            store = BucketRouter(store, lambda b: build_store(opts, b, store_config=storage))
         archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
                                   opts.max_decoded_size, opts.publish_index)  # fmt: skip
-        if opts.experiment_file is not None:
+        if experiment is not None:
+            assert isinstance(store, BucketRouter)
             namespace = ExperimentNamespace(experiment, store, metrics, archives,
                                             opts.metadata_ttl)  # fmt: skip
             log.info("experiment %s: %d artifacts", experiment.key or "?",
@@ -191,6 +223,25 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
     finally:
         await store.aclose()
         os.close(lock_fd)
+
+
+async def _fetch_experiment(opts: MountOptions, config: StudioConfig) -> Experiment:
+    """The experiment JSON at experiments/KEY in the database bucket."""
+    db = config.database
+    store = build_store(opts, db.bucket, store_config=db, endpoint_url=db.endpoint)
+    key = f"experiments/{opts.experiment_key}"
+    try:
+        raw = await store.get_object(key, 64 << 20)
+    except NotFound:
+        raise ConfigError(f"experiment {opts.experiment_key} not found "
+                          f"(no s3://{db.bucket}/{key})") from None  # fmt: skip
+    finally:
+        await store.aclose()
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"s3://{db.bucket}/{key} is not JSON") from None
+    return parse_experiment(doc, config.storage.bucket or None)
 
 
 async def _stop_on_signals() -> None:

@@ -87,6 +87,8 @@ class MountOptions:
     max_attempts: int = 3
     max_concurrency: int = 16
     experiment_file: Path | None = None
+    experiment_key: str | None = None
+    config_file: Path | None = None
     archives: str = "unpack"  # unpack | raw | both
     max_decoded_size: int = 64 << 30
     publish_index: bool = False

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 from artifactfs.errors import ConfigError
 from artifactfs.names import is_valid_name
@@ -82,3 +85,76 @@ def _artifact(tag: str, entry: Any, default_bucket: str | None) -> ArtifactSpec 
         return None
     return ArtifactSpec(tag, bucket, key.lstrip("/"), bool(entry.get("unpack", True)),
                         bool(entry.get("mutable", False)))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """One `database:` or `storage:` block of config.yaml. Secrets stay in here."""
+
+    bucket: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key and self.secret_key)
+
+
+@dataclass(frozen=True, slots=True)
+class StudioConfig:
+    database: StoreConfig
+    storage: StoreConfig
+
+
+def _expand(value: Any) -> str | None:
+    """`$VAR` / `${VAR}` from the environment, as the StudioML client does."""
+    if value is None:
+        return None
+    text = os.path.expandvars(str(value))
+    return None if not text or "$" in text else text  # an unset variable counts as unset
+
+
+def _store(block: Any, env: dict[str, str]) -> StoreConfig:
+    if not isinstance(block, dict):
+        return StoreConfig()
+    creds = (block.get("credentials") or {}).get("aws") or {}
+    if not isinstance(creds, dict):
+        creds = {}
+    access = _expand(creds.get("access_key")) or env.get("AWS_ACCESS_KEY_ID")
+    secret = _expand(creds.get("secret_access_key")) or env.get("AWS_SECRET_ACCESS_KEY")
+    return StoreConfig(
+        bucket=str(block.get("bucket") or ""),
+        endpoint=_expand(block.get("endpoint")),
+        region=_expand(creds.get("region") or block.get("region")),
+        access_key=access,
+        secret_key=secret,
+        session_token=_expand(creds.get("session_token")) or env.get("AWS_SESSION_TOKEN"),
+    )
+
+
+def load_config(path: Path) -> StudioConfig:
+    """config.yaml as the StudioML client writes it: `database`, `storage`, `env`."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid YAML"
+        raise ConfigError(f"config {path}: {reason}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config {path}: not a map of settings")
+    env_block = doc.get("env") or {}
+    env = (
+        {str(k): v for k, v in ((k, _expand(v)) for k, v in env_block.items()) if v}
+        if (isinstance(env_block, dict))
+        else {}
+    )
+    storage = _store(doc.get("storage"), env)
+    database = _store(doc.get("database"), env)
+    if not database.bucket:
+        database = StoreConfig("studioml-meta", database.endpoint or storage.endpoint,
+                               database.region, database.access_key or storage.access_key,
+                               database.secret_key or storage.secret_key,
+                               database.session_token or storage.session_token)  # fmt: skip
+    return StudioConfig(database, storage)

@@ -81,3 +81,54 @@ def test_bad_experiment_file_fails_with_one_line(s3, tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "bad.json" in proc.stderr
+
+
+def _config(tmp_path, s3, secret_ref="$STUDIO_SECRET"):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "database:\n  type: s3\n  endpoint: " + s3.endpoint_url + "\n  bucket: studioml-meta\n"
+        "  credentials:\n    aws:\n      access_key: " + s3.access_key + "\n"
+        "      secret_access_key: " + secret_ref + "\n      region: us-east-1\n"
+        "storage:\n  type: s3\n  endpoint: " + s3.endpoint_url + "\n"
+        "  bucket: studioml-artifacts\n  credentials:\n    aws:\n"
+        "      access_key: " + s3.access_key + "\n      secret_access_key: " + secret_ref + "\n"
+        "      region: us-east-1\nenv:\n  AWS_DEFAULT_REGION: us-east-1\n"
+    )
+    return cfg
+
+
+def _clean_env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", **extra)
+    return env
+
+
+def test_runner_mounts_an_experiment_by_key_with_config_credentials(s3, mount, tmp_path):
+    seed_studioml(s3.bucket_dir("studioml-artifacts"), s3.bucket_dir("studioml-meta"), "exp1")
+    cfg = _config(tmp_path, s3)
+    env = _clean_env(tmp_path, STUDIO_SECRET=s3.secret_key)  # only in the config's $VAR
+    m = mount("", "--experiment", "exp1", "--config", str(cfg), "--debug", env=env)
+    assert "workspace" in os.listdir(m.path)
+    assert (m.path / "workspace" / "train.py").read_text() == WORKSPACE["train.py"]
+    assert s3.secret_key not in m.log()
+    with open(f"/proc/{m.pid}/cmdline", "rb") as f:
+        assert s3.secret_key.encode() not in f.read()
+
+
+def test_missing_experiment_or_bad_config_fails_with_one_line(s3, mount, tmp_path):
+    s3.bucket_dir("studioml-artifacts")
+    s3.bucket_dir("studioml-meta")
+    cfg = _config(tmp_path, s3)
+    env = _clean_env(tmp_path, STUDIO_SECRET=s3.secret_key)
+    m = mount("", "--experiment", "nope", "--config", str(cfg), env=env, start=False)
+    proc = m.start(check=False)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "experiment nope not found" in proc.stderr
+    assert s3.secret_key not in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("storage: [unclosed")
+    m2 = mount("", "--experiment", "x", "--config", str(bad), env=env, start=False,
+               name="mnt2", cache="cache2")  # fmt: skip
+    proc = m2.start(check=False)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr
