@@ -51,6 +51,11 @@ class ExperimentNamespace:
         ttl = max(metadata_ttl, 1e-6)
         self._root: cachetools.TTLCache[str, dict[str, Entry]] = cachetools.TTLCache(1, ttl)
         self._infos: cachetools.TTLCache[str, ObjectInfo] = cachetools.TTLCache(4096, ttl)
+        # Immutable artifacts (content-addressed blobstore keys) never change: no revalidation.
+        self._immutable: dict[str, ObjectInfo] = {}
+        self._mutable_paths = {
+            object_path(s.bucket, s.key) for s in experiment.artifacts if s.mutable
+        }
         self._said_missing: set[str] = set()
 
     def bucket_of(self, path: str) -> str:
@@ -113,12 +118,15 @@ class ExperimentNamespace:
         return entry
 
     async def _head(self, path: str) -> ObjectInfo:
-        info = self._infos.get(path)
+        info = self._immutable.get(path) or self._infos.get(path)
         if info is None:
             bucket, key = path.split("\0", 1)
             info = await self.router.store(bucket).head(key)
             self.metrics.heads += 1
-            self._infos[path] = info
+            if path in self._mutable_paths:
+                self._infos[path] = info
+            else:
+                self._immutable[path] = info
         return info
 
     async def object_info(self, path: str) -> ObjectInfo:

@@ -132,3 +132,24 @@ def test_missing_experiment_or_bad_config_fails_with_one_line(s3, mount, tmp_pat
                name="mnt2", cache="cache2")  # fmt: skip
     proc = m2.start(check=False)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
+
+
+def test_immutable_artifacts_are_not_revalidated_mutable_ones_are(s3, mount, experiment):
+    path, exp = experiment
+    m = mount("", "--experiment-file", str(path), "--metadata-ttl", "0.2", server=s3)
+    ws_key = exp["artifacts"]["workspace"]["key"]
+    out_key = exp["artifacts"]["output"]["key"]
+
+    def heads(key):
+        return sum(1 for r in s3.requests("HEAD OBJECT") if r.endswith(key.rpartition("/")[2]))
+
+    os.listdir(m.path)
+    before = heads(ws_key), heads(out_key)
+    for _ in range(3):
+        import time
+
+        time.sleep(0.3)
+        os.listdir(m.path)
+        (m.path / "output" / "output.log").read_bytes()
+    assert heads(ws_key) == before[0]  # content-addressed: never asked again
+    assert heads(out_key) > before[1]  # mutable: revalidated after the TTL
