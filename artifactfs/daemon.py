@@ -9,6 +9,7 @@ leaves nothing mounted.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -101,7 +102,8 @@ def _session(store_config: StoreConfig | None = None) -> boto3.session.Session:
     """A boto3 session per credential source, made once: the config's keys if it has
     them, else the AWS default chain (environment, profile, web identity, IMDS)."""
     if store_config is not None and store_config.has_credentials:
-        ident = f"config:{store_config.access_key}"
+        secret = f"{store_config.secret_key}\0{store_config.session_token}".encode()
+        ident = f"{store_config.access_key}:{hashlib.sha256(secret).hexdigest()}"
         if ident not in _sessions:
             _sessions[ident] = boto3.session.Session(
                 aws_access_key_id=store_config.access_key,
@@ -165,7 +167,14 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         elif opts.experiment_file is not None:
             experiment = load_experiment_file(opts.experiment_file, opts.source.bucket)
         if experiment is not None:
-            store = BucketRouter(store, lambda b: build_store(opts, b, store_config=storage))
+            router = BucketRouter(store, lambda b: build_store(opts, b, store_config=storage))
+            for spec in experiment.artifacts:
+                if spec.route != spec.bucket:  # its own endpoint and/or credentials
+                    router.add(spec.route, build_store(
+                        opts, spec.bucket, store_config=spec.credentials or storage,
+                        endpoint_url=spec.endpoint,
+                    ))  # fmt: skip
+            store = router
         archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
                                   opts.max_decoded_size, opts.publish_index)  # fmt: skip
         if experiment is not None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _TAG = "\0tag\0"
 _EMPTY = "\0empty\0"
+_ERROR = "\0error\0"
 
 
 def object_path(bucket: str, key: str) -> str:
@@ -54,9 +55,10 @@ class ExperimentNamespace:
         # Immutable artifacts (content-addressed blobstore keys) never change: no revalidation.
         self._immutable: dict[str, ObjectInfo] = {}
         self._mutable_paths = {
-            object_path(s.bucket, s.key) for s in experiment.artifacts if s.mutable
+            object_path(s.route, s.key) for s in experiment.artifacts if s.mutable
         }
         self._said_missing: set[str] = set()
+        self._errors: dict[str, ArtifactFSError] = {}
 
     def bucket_of(self, path: str) -> str:
         if "\0" in path and not path.startswith("\0"):
@@ -64,18 +66,32 @@ class ExperimentNamespace:
         return self.router.bucket
 
     async def _entry(self, spec: ArtifactSpec) -> Entry:
-        path = object_path(spec.bucket, spec.key)
+        path = object_path(spec.route, spec.key)
         try:
             info = await self._head(path)
-        except NotFound:
-            if spec.tag not in self._said_missing:
-                self._said_missing.add(spec.tag)
-                log.info("artifact %s: s3://%s/%s does not exist (yet); shown empty",
-                         spec.tag, spec.bucket, spec.key)  # fmt: skip
-            return Entry(spec.tag, "dir", _EMPTY + spec.tag)
+        except ArtifactFSError as exc:
+            if isinstance(exc, NotFound):
+                return self._missing(spec)
+            # One artifact's refused credentials must not hide the others: the tag
+            # shows, and reading it gives the error (EACCES for a refusal).
+            log.warning("artifact %s: %s", spec.tag, exc)
+            self._errors[spec.tag] = exc
+            return Entry(spec.tag, "dir", _ERROR + spec.tag)
+        self._errors.pop(spec.tag, None)
+        return await self._present(spec, path, info)
+
+    def _missing(self, spec: ArtifactSpec) -> Entry:
+        """A mutable artifact not uploaded yet: an empty directory, said once."""
+        if spec.tag not in self._said_missing:
+            self._said_missing.add(spec.tag)
+            log.info("artifact %s: s3://%s/%s does not exist (yet); shown empty",
+                     spec.tag, spec.bucket, spec.key)  # fmt: skip
+        return Entry(spec.tag, "dir", _EMPTY + spec.tag)
+
+    async def _present(self, spec: ArtifactSpec, path: str, info: ObjectInfo) -> Entry:
         self._said_missing.discard(spec.tag)
         if spec.unpack and self.archives is not None:
-            version = ObjectVersion.of(spec.bucket, info)
+            version = ObjectVersion.of(spec.route, info)
             try:
                 fmt = await self.archives.sniff(version)
             except ArtifactFSError as exc:
@@ -102,10 +118,15 @@ class ExperimentNamespace:
             return root
         if prefix.startswith(_EMPTY):
             return {}
+        if prefix.startswith(_ERROR):
+            error = self._errors.get(prefix[len(_ERROR) :])
+            if error is not None:
+                raise type(error)(str(error))
+            return {}
         if prefix.startswith(_TAG):
             tag = prefix[len(_TAG) :]
             spec = next(s for s in self.experiment.artifacts if s.tag == tag)
-            path = object_path(spec.bucket, spec.key)
+            path = object_path(spec.route, spec.key)
             info = await self._head(path)
             name = spec.key.rstrip("/").rpartition("/")[2]
             return {name: Entry(name, "file", path, info)}

@@ -8,6 +8,7 @@ never logged (see docs/SECURITY.md when it lands).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +32,20 @@ class ArtifactSpec:
     key: str
     unpack: bool
     mutable: bool
+    endpoint: str | None = None  # from `qualified` (s3://host:port/bucket/key)
+    credentials: StoreConfig | None = field(default=None, repr=False)  # the artifact's own
+
+    @property
+    def route(self) -> str:
+        """Which store serves it: the bucket, plus the endpoint and credentials if its own."""
+        if self.endpoint is None and self.credentials is None:
+            return self.bucket
+        who = ""
+        if self.credentials is not None:  # a digest: routes show up in labels, secrets never
+            c = self.credentials
+            secret = f"{c.access_key}\0{c.secret_key}\0{c.session_token}".encode()
+            who = hashlib.sha256(secret).hexdigest()[:16]
+        return f"{self.bucket}@{self.endpoint or ''}#{who}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,7 @@ def _artifact(tag: str, entry: Any, default_bucket: str | None) -> ArtifactSpec 
     key = entry.get("key")
     bucket = entry.get("bucket")
     qualified = entry.get("qualified")
+    endpoint = None
     if isinstance(qualified, str) and qualified.startswith("s3://"):
         parts = urlsplit(qualified)
         path = parts.path.lstrip("/")
@@ -79,12 +95,24 @@ def _artifact(tag: str, entry: Any, default_bucket: str | None) -> ArtifactSpec 
             q_bucket, q_key = path.split("/", 1)
             bucket = bucket or q_bucket
             key = key or q_key
+            if parts.netloc and parts.netloc != "ENDPOINT":
+                scheme = "https" if parts.port == 443 else "http"
+                endpoint = f"{scheme}://{parts.netloc}"
     bucket = bucket or default_bucket
     if not isinstance(key, str) or not key or not isinstance(bucket, str) or not bucket:
         log.warning("artifact %r skipped: no bucket and key to read it from", tag)
         return None
+    creds = None
+    aws = (
+        (entry.get("credentials") or {}).get("aws")
+        if isinstance(entry.get("credentials"), dict)
+        else None
+    )
+    if isinstance(aws, dict) and aws.get("access_key") and aws.get("secret_access_key"):
+        creds = StoreConfig(bucket, endpoint, aws.get("region"), str(aws["access_key"]),
+                            str(aws["secret_access_key"]), aws.get("session_token"))  # fmt: skip
     return ArtifactSpec(tag, bucket, key.lstrip("/"), bool(entry.get("unpack", True)),
-                        bool(entry.get("mutable", False)))  # fmt: skip
+                        bool(entry.get("mutable", False)), endpoint, creds)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,15 @@ class BucketRouter:
         self._stores: dict[str, ObjectStore] = {default.bucket: default}
         self._make = make
 
-    def store(self, bucket: str) -> ObjectStore:
-        if bucket not in self._stores:
-            self._stores[bucket] = self._make(bucket)
-        return self._stores[bucket]
+    def add(self, route: str, store: ObjectStore) -> None:
+        """Serve `route` (an artifact's own endpoint or credentials) with `store`."""
+        self._stores.setdefault(route, store)
+
+    def store(self, route: str) -> ObjectStore:
+        """The store for a route: a bucket name, or one registered with `add`."""
+        if route not in self._stores:
+            self._stores[route] = self._make(route)
+        return self._stores[route]
 
     def describe(self) -> str:
         return self._stores[self.bucket].describe()

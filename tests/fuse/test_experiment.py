@@ -153,3 +153,43 @@ def test_immutable_artifacts_are_not_revalidated_mutable_ones_are(s3, mount, exp
         (m.path / "output" / "output.log").read_bytes()
     assert heads(ws_key) == before[0]  # content-addressed: never asked again
     assert heads(out_key) > before[1]  # mutable: revalidated after the TTL
+
+
+def test_artifacts_with_their_own_endpoint_and_credentials(s3, mount, experiment, tmp_path):
+    """Two real servers with different keys in one mount; a refused artifact fails alone."""
+    import errno
+
+    from artifactfs.devserver import S3Server
+
+    path, exp = experiment
+    other = S3Server(tmp_path / "s3-other", tmp_path / "rclone-other.log")
+    with tarfile.open(other.bucket_dir("elsewhere") / "model.tar", "w") as tar:
+        info = tarfile.TarInfo("weights.bin")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"wxyz"))
+    with other:
+        host = f"127.0.0.1:{other.port}"
+        exp["artifacts"]["foreign"] = {
+            "qualified": f"s3://{host}/elsewhere/model.tar", "unpack": True,
+            "credentials": {"aws": {"access_key": other.access_key,
+                                    "secret_access_key": other.secret_key,
+                                    "region": "us-east-1"}},
+        }  # fmt: skip
+        exp["artifacts"]["refused"] = {
+            "qualified": f"s3://{host}/elsewhere/model.tar", "unpack": True,
+            "credentials": {"aws": {"access_key": other.access_key,
+                                    "secret_access_key": "not-the-secret-000000000",
+                                    "region": "us-east-1"}},
+        }  # fmt: skip
+        path.write_text(json.dumps(exp))
+        m = mount("", "--experiment-file", str(path), "--debug", server=s3)
+        assert "foreign" in os.listdir(m.path) and "workspace" in os.listdir(m.path)
+        assert (m.path / "foreign" / "weights.bin").read_bytes() == b"wxyz"
+        assert (m.path / "workspace" / "train.py").read_text() == WORKSPACE["train.py"]
+        with pytest.raises(OSError) as err:
+            os.listdir(m.path / "refused")
+        assert err.value.errno == errno.EACCES
+        log = m.log()
+        assert "artifact refused:" in log and "elsewhere/model.tar" in log
+        for secret in (other.secret_key, s3.secret_key, "not-the-secret-000000000"):
+            assert secret not in log
