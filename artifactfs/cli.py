@@ -191,7 +191,11 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         experiment = load_experiment_file(args.experiment_file)
         if not experiment.artifacts:
             raise ConfigError(f"{args.experiment_file}: no artifact can be served")
-        source = Source("s3", experiment.artifacts[0].bucket, "")
+        buckets = [a.bucket for a in experiment.artifacts if a.bucket]
+        if not buckets:
+            raise ConfigError(f"{args.experiment_file}: only url artifacts; "
+                              "an S3 artifact is needed too (for now)")  # fmt: skip
+        source = Source("s3", buckets[0], "")
     else:
         if len(args.paths) != 2:
             raise ConfigError("give a SOURCE and a MOUNTPOINT")

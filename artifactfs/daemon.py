@@ -34,6 +34,7 @@ from artifactfs.namespace import BucketNamespace, Namespace
 from artifactfs.notify import ReadyPipe, sd_notify
 from artifactfs.options import MountOptions
 from artifactfs.store.base import ObjectStore
+from artifactfs.store.http import HttpStore
 from artifactfs.store.local import LocalStore
 from artifactfs.store.router import BucketRouter
 from artifactfs.store.s3 import S3Settings, S3Store
@@ -169,7 +170,10 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         if experiment is not None:
             router = BucketRouter(store, lambda b: build_store(opts, b, store_config=storage))
             for spec in experiment.artifacts:
-                if spec.route != spec.bucket:  # its own endpoint and/or credentials
+                if spec.url is not None:
+                    router.add(spec.route, HttpStore(spec.url, spec.route, opts.request_timeout,
+                                                     opts.max_attempts))  # fmt: skip
+                elif spec.route != spec.bucket:  # its own endpoint and/or credentials
                     router.add(spec.route, build_store(
                         opts, spec.bucket, store_config=spec.credentials or storage,
                         endpoint_url=spec.endpoint,

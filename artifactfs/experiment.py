@@ -22,6 +22,7 @@ from artifactfs.errors import ArtifactFSError, NotFound
 from artifactfs.metrics import Metrics
 from artifactfs.namespace import Entry
 from artifactfs.store.base import ObjectInfo, ObjectVersion
+from artifactfs.store.http import public_url
 from artifactfs.store.router import BucketRouter
 from artifactfs.studio import ArtifactSpec, Experiment
 
@@ -84,8 +85,8 @@ class ExperimentNamespace:
         """A mutable artifact not uploaded yet: an empty directory, said once."""
         if spec.tag not in self._said_missing:
             self._said_missing.add(spec.tag)
-            log.info("artifact %s: s3://%s/%s does not exist (yet); shown empty",
-                     spec.tag, spec.bucket, spec.key)  # fmt: skip
+            where = public_url(spec.url) if spec.url else f"s3://{spec.bucket}/{spec.key}"
+            log.info("artifact %s: %s does not exist (yet); shown empty", spec.tag, where)
         return Entry(spec.tag, "dir", _EMPTY + spec.tag)
 
     async def _present(self, spec: ArtifactSpec, path: str, info: ObjectInfo) -> Entry:

@@ -34,10 +34,13 @@ class ArtifactSpec:
     mutable: bool
     endpoint: str | None = None  # from `qualified` (s3://host:port/bucket/key)
     credentials: StoreConfig | None = field(default=None, repr=False)  # the artifact's own
+    url: str | None = field(default=None, repr=False)  # an http(s) artifact (may be presigned)
 
     @property
     def route(self) -> str:
         """Which store serves it: the bucket, plus the endpoint and credentials if its own."""
+        if self.url is not None:
+            return f"url#{hashlib.sha256(self.url.encode()).hexdigest()[:16]}"
         if self.endpoint is None and self.credentials is None:
             return self.bucket
         who = ""
@@ -84,6 +87,13 @@ def _artifact(tag: str, entry: Any, default_bucket: str | None) -> ArtifactSpec 
     if not isinstance(entry, dict):
         log.warning("artifact %r skipped: its entry is not a map", tag)
         return None
+    url = entry.get("url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        name = urlsplit(url).path.rstrip("/").rpartition("/")[2] or tag
+        if not is_valid_name(name):
+            name = tag
+        return ArtifactSpec(tag, "", name, bool(entry.get("unpack", False)),
+                            bool(entry.get("mutable", False)), url=url)  # fmt: skip
     key = entry.get("key")
     bucket = entry.get("bucket")
     qualified = entry.get("qualified")

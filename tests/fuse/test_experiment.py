@@ -193,3 +193,46 @@ def test_artifacts_with_their_own_endpoint_and_credentials(s3, mount, experiment
         assert "artifact refused:" in log and "elsewhere/model.tar" in log
         for secret in (other.secret_key, s3.secret_key, "not-the-secret-000000000"):
             assert secret not in log
+
+
+def test_url_artifacts_are_read_with_ranged_http_gets(s3, mount, experiment, tmp_path):
+    import subprocess
+
+    from artifactfs.devserver import find_rclone, free_port
+    from artifactfs.processes import stop_process
+    from tests.support import wait_until
+
+    path, exp = experiment
+    web = tmp_path / "web"
+    web.mkdir()
+    data = os.urandom(3 * (1 << 20) + 5)
+    (web / "weights.bin").write_bytes(data)
+    port = free_port()
+    server = subprocess.Popen([find_rclone(), "serve", "http", str(web), "--addr",
+                               f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        import socket
+
+        def up() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        assert wait_until(up, timeout=10)
+        url = f"http://127.0.0.1:{port}/weights.bin?X-Amz-Signature=presignedsecret123"
+        exp["artifacts"]["pretrained"] = {"url": url, "unpack": False}
+        path.write_text(json.dumps(exp))
+        m = mount("", "--experiment-file", str(path), "--debug", server=s3)
+        assert os.listdir(m.path / "pretrained") == ["weights.bin"]
+        served = m.path / "pretrained" / "weights.bin"
+        assert served.stat().st_size == len(data)
+        with open(served, "rb") as f:
+            f.seek(2 * (1 << 20))
+            assert f.read(100) == data[2 * (1 << 20) : 2 * (1 << 20) + 100]
+        assert served.read_bytes() == data
+        assert "presignedsecret123" not in m.log()
+    finally:
+        stop_process(server)
