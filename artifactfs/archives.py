@@ -45,6 +45,7 @@ from artifactfs.archive.zip import scan_zip
 from artifactfs.cache.blocks import BlockCache
 from artifactfs.errors import ArtifactFSError, NotFound, StaleObject
 from artifactfs.metrics import Metrics
+from artifactfs.singleflight import SingleFlight
 from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion, decoded_digest
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,6 @@ _SEQUENTIAL_WINDOW = 8 << 20  # compressed bytes fetched per request while decod
 
 class CorruptArchive(ArtifactFSError):
     """The archive's compressed stream is damaged: what decoded before stays readable."""
-
-
-class _Build:
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.index: ArchiveIndex | None = None
-        self.error: ArtifactFSError | None = None
 
 
 class ArchiveService:
@@ -93,7 +87,7 @@ class ArchiveService:
         self._decodes: dict[bytes, trio.Lock] = {}
         self._formats: cachetools.LRUCache[bytes, Format | None] = cachetools.LRUCache(100_000)
         self._open: cachetools.LRUCache[bytes, ArchiveIndex] = cachetools.LRUCache(256)
-        self._builds: dict[bytes, _Build] = {}
+        self._builds: SingleFlight[bytes, ArchiveIndex] = SingleFlight()
         self._sniff_limiter = trio.CapacityLimiter(16)
 
     def index_path(self, version: ObjectVersion) -> Path:
@@ -156,28 +150,19 @@ class ArchiveService:
         `mtime_ns` (the object's) dates the directories an archive implies
         but does not contain.
         """
-        key = version.digest
-        idx = self._open.get(key)
+        idx = self._open.get(version.digest)
         if idx is not None:
             return idx
-        build = self._builds.get(key)
-        if build is None:
-            build = _Build()
-            self._builds[key] = build
-            try:
-                build.index = await self._load_or_build(version, mtime_ns, stream)
-                self._open[key] = build.index
-            except ArtifactFSError as exc:
-                build.error = exc
-                raise
-            finally:
-                del self._builds[key]
-                build.done.set()
-            return build.index
-        await build.done.wait()
-        if build.index is None:
-            raise type(build.error or ArtifactFSError)(str(build.error or "index build failed"))
-        return build.index
+        return await self._builds.run(
+            version.digest, lambda: self._load_build_keep(version, mtime_ns, stream)
+        )
+
+    async def _load_build_keep(
+        self, version: ObjectVersion, mtime_ns: int, stream: bool
+    ) -> ArchiveIndex:
+        idx = await self._load_or_build(version, mtime_ns, stream)
+        self._open[version.digest] = idx
+        return idx
 
     async def _load_or_build(
         self, version: ObjectVersion, mtime_ns: int, stream: bool = False

@@ -9,25 +9,23 @@ leaves nothing mounted.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
 import signal
 from pathlib import Path
 
-import boto3
 import pyfuse3
 import trio
 
 from artifactfs.archives import ArchiveService
 from artifactfs.cache.blocks import BlockCache, lock_cache_dir
+from artifactfs.credentials import session_for
 from artifactfs.errors import ArtifactFSError, ConfigError, NotFound
 from artifactfs.experiment import ExperimentNamespace
 from artifactfs.fetch import BlockFetcher
 from artifactfs.fs import ArtifactOperations
 from artifactfs.kernel import tune_mount
-from artifactfs.logsetup import redactor
 from artifactfs.memory import tame_malloc
 from artifactfs.metrics import Metrics
 from artifactfs.namespace import BucketNamespace, Namespace
@@ -77,11 +75,6 @@ def build_store(
 ) -> ObjectStore:
     if opts.source.scheme == "file":
         return LocalStore(opts.source.bucket, max_concurrency=opts.max_concurrency)
-    session = _session(store_config)
-    creds = session.get_credentials()
-    if creds is not None:
-        frozen = creds.get_frozen_credentials()
-        redactor.add(frozen.secret_key, frozen.token)
     settings = S3Settings(
         bucket=bucket or opts.source.bucket,
         endpoint_url=endpoint_url or opts.endpoint_url,
@@ -93,29 +86,7 @@ def build_store(
         read_timeout=min(15.0, opts.request_timeout),
         connect_timeout=min(5.0, opts.request_timeout),
     )
-    return S3Store(settings, session)
-
-
-_sessions: dict[str, boto3.session.Session] = {}
-
-
-def _session(store_config: StoreConfig | None = None) -> boto3.session.Session:
-    """A boto3 session per credential source, made once: the config's keys if it has
-    them, else the AWS default chain (environment, profile, web identity, IMDS)."""
-    if store_config is not None and store_config.has_credentials:
-        secret = f"{store_config.secret_key}\0{store_config.session_token}".encode()
-        ident = f"{store_config.access_key}:{hashlib.sha256(secret).hexdigest()}"
-        if ident not in _sessions:
-            _sessions[ident] = boto3.session.Session(
-                aws_access_key_id=store_config.access_key,
-                aws_secret_access_key=store_config.secret_key,
-                aws_session_token=store_config.session_token,
-                region_name=store_config.region,
-            )
-        return _sessions[ident]
-    if "chain" not in _sessions:
-        _sessions["chain"] = boto3.session.Session()
-    return _sessions["chain"]
+    return S3Store(settings, session_for(store_config))
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -201,7 +172,6 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         model = FileSystemModel(
             namespace,
             fetcher,
-            store.bucket,
             opts.source.prefix,
             ModelOptions(
                 uid=opts.uid if opts.uid >= 0 else os.getuid(),

@@ -25,22 +25,12 @@ from artifactfs.cache.blocks import BlockCache, BlockId
 from artifactfs.errors import ArtifactFSError, StaleObject
 from artifactfs.metrics import Metrics
 from artifactfs.readahead import SequentialDetector
+from artifactfs.singleflight import SingleFlight
 from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion
 
 DecodedSource = Callable[[DecodedVersion, int], Awaitable[bytes]]
 
 log = logging.getLogger(__name__)
-
-
-class _Flight:
-    """One fetch in progress that other readers of the same block wait on."""
-
-    __slots__ = ("data", "done", "error")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.data: bytes | None = None
-        self.error: ArtifactFSError | None = None
 
 
 class BlockFetcher:
@@ -64,7 +54,7 @@ class BlockFetcher:
         self._hot: cachetools.LRUCache[BlockId, bytes] = cachetools.LRUCache(
             maxsize=max(memory_budget, 2 * block_size), getsizeof=len
         )
-        self._flights: dict[BlockId, _Flight] = {}
+        self._flights: SingleFlight[BlockId, bytes] = SingleFlight()
         self._prefetching: set[BlockId] = set()
         self._prefetched: set[BlockId] = set()
         self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
@@ -130,39 +120,26 @@ class BlockFetcher:
 
     async def block(self, version: ObjectVersion, blockno: int) -> bytes:
         bid = (version.digest, blockno)
-        while True:
-            data = self._hot.get(bid) or self._pending_writes.get(bid)
-            if data is not None:
-                self.metrics.hot_hits += 1
-                if bid in self._prefetched:
-                    self._prefetched.discard(bid)
-                    self.metrics.prefetch_used += 1
-                return data
-            flight = self._flights.get(bid)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.error is not None:
-                raise type(flight.error)(str(flight.error))
-            if flight.data is not None:
-                return flight.data
-            # The fetching task was cancelled: take over the fetch.
-        flight = _Flight()
-        self._flights[bid] = flight
+        data = self._hot.get(bid) or self._pending_writes.get(bid)
+        if data is not None:
+            self.metrics.hot_hits += 1
+            if bid in self._prefetched:
+                self._prefetched.discard(bid)
+                self.metrics.prefetch_used += 1
+            return data
+        return await self._flights.run(bid, lambda: self._load_and_keep(version, blockno, bid))
+
+    async def _load_and_keep(self, version: ObjectVersion, blockno: int, bid: BlockId) -> bytes:
+        """The one fetch of a missing block: into the hot LRU, errors counted once."""
         try:
             data = await self._load(version, blockno, bid)
-            flight.data = data
-            self._hot[bid] = data
-            return data
         except ArtifactFSError as exc:
-            flight.error = exc
             self.metrics.fetch_errors += 1
             if isinstance(exc, StaleObject):
                 self.metrics.stale_reads += 1
             raise
-        finally:
-            del self._flights[bid]
-            flight.done.set()
+        self._hot[bid] = data
+        return data
 
     async def _load(self, version: ObjectVersion, blockno: int, bid: BlockId) -> bytes:
         length = self.block_length(version, blockno)
@@ -193,7 +170,8 @@ class BlockFetcher:
             return
         self._pending_writes[bid] = data
         self._pending_bytes += len(data)
-        self._drained = trio.Event() if self._drained.is_set() else self._drained
+        if self._drained.is_set():
+            self._drained = trio.Event()
         self._nursery.start_soon(self._write_one, bid, data)
 
     async def _write_one(self, bid: BlockId, data: bytes) -> None:

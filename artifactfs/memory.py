@@ -12,7 +12,6 @@ every new block, which halved sequential throughput here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,11 +21,8 @@ M_ARENA_MAX = -8
 
 def tame_malloc(arenas: int = 2) -> bool:
     """Limit glibc's malloc arenas; False where that is not possible (not glibc)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        ok = bool(ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas) == 1)
+    try:  # the process's own symbols include libc's: no library search (ldconfig) needed
+        ok = bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas) == 1)
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     log.debug("malloc: %d arenas (%s)", arenas, "set" if ok else "refused")

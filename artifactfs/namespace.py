@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import cachetools
 import trio
@@ -26,9 +26,11 @@ from artifactfs.archives import SIDECAR_SUFFIX, SUPPORTED, ArchiveService
 from artifactfs.errors import ArtifactFSError, NotFound, StoreUnavailable
 from artifactfs.metrics import Metrics
 from artifactfs.names import is_valid_name
+from artifactfs.singleflight import SingleFlight
 from artifactfs.store.base import ObjectInfo, ObjectStore, ObjectVersion, list_all
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Kind = Literal["dir", "file"]
 
@@ -58,12 +60,6 @@ class Namespace(Protocol):
     async def object_info(self, key: str) -> ObjectInfo: ...
 
 
-class _ListFlight:
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.result: dict[str, Entry] | None = None
-
-
 class BucketNamespace:
     def __init__(
         self,
@@ -87,7 +83,7 @@ class BucketNamespace:
         self._negative: cachetools.TTLCache[str, bool] = cachetools.TTLCache(
             65536, max(negative_ttl, 1e-6)
         )
-        self._list_flights: dict[str, _ListFlight] = {}
+        self._list_flights: SingleFlight[str, dict[str, Entry]] = SingleFlight()
         # Last known good answers, kept past their TTL for use during outages.
         self._known_listings: cachetools.LRUCache[str, dict[str, Entry]] = cachetools.LRUCache(
             max_cached_dirs
@@ -96,39 +92,31 @@ class BucketNamespace:
         self._known_entries: cachetools.LRUCache[str, Entry] = cachetools.LRUCache(65536)
         self._warned_stale: set[str] = set()
 
-    def _stale(self, what: str, exc: StoreUnavailable) -> None:
+    def _or_known(self, known: T | None, what: str, exc: StoreUnavailable) -> T:
+        """Stale-if-error: the last known answer, with one warning per path; else the error."""
+        if known is None:
+            raise exc
         if what not in self._warned_stale:
             self._warned_stale.add(what)
             log.warning("%s; serving the last known %s", exc, what)
+        return known
 
     async def list_dir(self, prefix: str) -> dict[str, Entry]:
         """The entries of the directory at `prefix` ('' or ending in '/'), sorted by name."""
         cached = self._listings.get(prefix)
         if cached is not None:
             return cached
-        flight = self._list_flights.get(prefix)
-        if flight is not None:
-            await flight.done.wait()
-            if flight.result is not None:
-                return flight.result
-        flight = _ListFlight()
-        self._list_flights[prefix] = flight
+        return await self._list_flights.run(prefix, lambda: self._list_or_known(prefix))
+
+    async def _list_or_known(self, prefix: str) -> dict[str, Entry]:
+        what = f"listing of /{prefix}"
         try:
-            try:
-                flight.result = await self._list_uncached(prefix)
-            except StoreUnavailable as exc:
-                known = self._known_listings.get(prefix)
-                if known is None:
-                    raise
-                self._stale(f"listing of /{prefix}", exc)
-                return known
-            self._listings[prefix] = flight.result
-            self._known_listings[prefix] = flight.result
-            self._warned_stale.discard(f"listing of /{prefix}")
-            return flight.result
-        finally:
-            del self._list_flights[prefix]
-            flight.done.set()
+            listing = await self._list_uncached(prefix)
+        except StoreUnavailable as exc:
+            return self._or_known(self._known_listings.get(prefix), what, exc)
+        self._listings[prefix] = self._known_listings[prefix] = listing
+        self._warned_stale.discard(what)
+        return listing
 
     async def _list_uncached(self, prefix: str) -> dict[str, Entry]:
         files: dict[str, Entry] = {}
@@ -178,44 +166,37 @@ class BucketNamespace:
             e for e in entries.values()
             if e.kind == "file" and e.info and (archive_stem(e.name) or compressed_stem(e.name))
         ]  # fmt: skip
-        found: list[Entry] = []
-        decoded: list[Entry] = []
+        shown: list[tuple[str, Entry]] = []  # (name without the suffix, what it shows as)
 
         async def check(entry: Entry) -> None:
             assert entry.info is not None
             version = ObjectVersion.of(self.store.bucket, entry.info)
             try:
                 fmt = await archives.sniff(version)
-                if archive_stem(entry.name):
+                stem = archive_stem(entry.name)
+                if stem is not None:
                     if fmt in SUPPORTED:
-                        found.append(entry)
+                        shown.append((stem, replace(entry, kind="dir", archive=True)))
                 elif fmt in COMPRESSED:
                     assert fmt is not None
                     stream = await archives.decoded_version(version, fmt.value)
-                    decoded.append(replace(entry, codec=fmt.value, decoded_size=stream.size))
+                    view = replace(entry, codec=fmt.value, decoded_size=stream.size)
+                    shown.append((compressed_stem(entry.name) or entry.name, view))
             except ArtifactFSError as exc:
                 log.warning("%s: cannot tell whether it is an archive (%s)", entry.path, exc)
 
         async with trio.open_nursery() as nursery:
             for entry in candidates:
                 nursery.start_soon(check, entry)
-        for entry in sorted(found, key=lambda e: e.name):
-            stem = archive_stem(entry.name) or entry.name
-            name = stem if stem not in entries else entry.name
-            if self.archive_mode == "both" and name == entry.name:
-                log.debug("%s: no free name for its directory view", entry.path)
+        # archives first, then single files, each by name: a stem taken keeps the full name
+        for stem, view in sorted(shown, key=lambda s: (not s[1].archive, s[1].name)):
+            name = stem if stem not in entries else view.name
+            if self.archive_mode == "both" and name == view.name:
+                log.debug("%s: no free name for its directory or decoded view", view.path)
                 continue
             if self.archive_mode == "unpack":
-                del entries[entry.name]
-            entries[name] = Entry(name, "dir", entry.path, entry.info, archive=True)
-        for entry in sorted(decoded, key=lambda e: e.name):
-            stem = compressed_stem(entry.name) or entry.name
-            name = stem if stem not in entries else entry.name
-            if self.archive_mode == "both" and name == entry.name:
-                continue
-            if self.archive_mode == "unpack":
-                del entries[entry.name]
-            entries[name] = replace(entry, name=name)
+                del entries[view.name]
+            entries[name] = replace(view, name=name)
 
     async def lookup(self, prefix: str, name: str) -> Entry:
         """One entry of a directory, without listing it all when it is not cached."""
@@ -269,14 +250,13 @@ class BucketNamespace:
             first = failures[0]
             if not isinstance(first, StoreUnavailable):
                 raise first
-            known = self._known_listings.get(prefix)
-            entry = known.get(name) if known is not None else self._known_entries.get(path)
-            if entry is None and known is None:
-                raise first
-            self._stale(f"entry /{path}", first)
-            if entry is None:
-                raise NotFound(path)
-            return entry
+            listing = self._known_listings.get(prefix)
+            if listing is not None:  # the parent's last listing answers, also "no such name"
+                entry = self._or_known(listing, f"entry /{path}", first).get(name)
+                if entry is None:
+                    raise NotFound(path)
+                return entry
+            return self._or_known(self._known_entries.get(path), f"entry /{path}", first)
         if is_dir[0]:
             entry = Entry(name, "dir", path + "/")
             self._known_entries[path] = entry
@@ -316,11 +296,7 @@ class BucketNamespace:
             try:
                 info = await self.store.head(key)
             except StoreUnavailable as exc:
-                info = self._known_infos.get(key)
-                if info is None:
-                    raise
-                self._stale(f"metadata of /{key}", exc)
-                return info
+                return self._or_known(self._known_infos.get(key), f"metadata of /{key}", exc)
             self.metrics.heads += 1
             self._infos[key] = self._known_infos[key] = info
             self._warned_stale.discard(f"metadata of /{key}")

@@ -111,7 +111,6 @@ class FileSystemModel:
         self,
         namespace: Namespace,
         fetcher: BlockFetcher,
-        bucket: str,
         root_prefix: str,
         options: ModelOptions,
         archives: ArchiveService | None = None,
@@ -119,7 +118,6 @@ class FileSystemModel:
         self.namespace = namespace
         self.fetcher = fetcher
         self.archives = archives
-        self.bucket = bucket
         self.options = options
         self.mount_time_ns = time.time_ns()
         root = Node(ROOT_INODE, ROOT_INODE, "", "dir", root_prefix, lookups=1)

@@ -166,10 +166,8 @@ class ArchiveIndex:
         return [Member(*r) for r in rows]
 
     def children(self, path: str) -> list[Member]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM members WHERE parent = ? ORDER BY name", (path,)
-        ).fetchall()
-        return [Member(*r) for r in rows]
+        """Every child of `path`, by name (small directories and tests)."""
+        return self.children_page(path, None, -1)  # LIMIT -1: no limit
 
     def check_paths(self) -> None:
         """Refuse an index whose member paths are not clean (an index from elsewhere)."""

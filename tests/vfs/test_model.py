@@ -37,7 +37,7 @@ def make_model(tmp_path, root, read_ahead=8 * BLOCK, ttl=60.0):
     fetcher = BlockFetcher(store, disk, metrics, BLOCK, 16 * BLOCK, max_prefetch=4)
     ns = BucketNamespace(store, metrics, metadata_ttl=ttl, negative_ttl=ttl)
     opts = ModelOptions(uid=1234, gid=5678, metadata_ttl=ttl, read_ahead_bytes=read_ahead)
-    return FileSystemModel(ns, fetcher, store.bucket, "", opts), metrics
+    return FileSystemModel(ns, fetcher, "", opts), metrics
 
 
 def test_lookup_getattr_and_readdir(tmp_path, tree):
@@ -200,7 +200,7 @@ def test_archive_members_through_the_model_even_after_parents_are_forgotten(tmp_
         fetcher = BlockFetcher(store, disk, metrics, BLOCK, 16 * BLOCK)
         ns = BucketNamespace(store, metrics, archives=archives)
         opts = ModelOptions(uid=1, gid=1)
-        model = FileSystemModel(ns, fetcher, store.bucket, "", opts, archives)
+        model = FileSystemModel(ns, fetcher, "", opts, archives)
         with trio.fail_after(20):  # a hang here is the bug this test guards against
             await walk(model, metrics)
 
