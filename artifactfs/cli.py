@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=16,
         help="store requests in flight at once (default 16)",
     )
+    g.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="read public buckets unsigned: a request the credentials are refused for "
+        "(or with no credentials at all) is sent again without a signature",
+    )
     g = m.add_argument_group("cache")
     g.add_argument("--cache-dir", type=Path, help="block cache directory (default: per source)")
     g.add_argument("--cache-size", type=_size, default="10G", help="size limit (default 10G)")
@@ -221,6 +227,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         request_timeout=args.request_timeout,
         max_attempts=args.max_attempts,
         max_concurrency=args.max_concurrency,
+        allow_anonymous=args.allow_anonymous,
         archives=args.archives,
         max_decoded_size=args.max_decoded_size,
         publish_index=args.publish_index,

@@ -83,6 +83,7 @@ def build_store(
         max_concurrency=opts.max_concurrency,
         request_timeout=opts.request_timeout,
         max_attempts=opts.max_attempts,
+        allow_anonymous=opts.allow_anonymous,
         read_timeout=min(15.0, opts.request_timeout),
         connect_timeout=min(5.0, opts.request_timeout),
     )

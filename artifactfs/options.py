@@ -86,6 +86,7 @@ class MountOptions:
     request_timeout: float = 30.0
     max_attempts: int = 3
     max_concurrency: int = 16
+    allow_anonymous: bool = False
     experiment_file: Path | None = None
     experiment_key: str | None = None
     config_file: Path | None = None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,12 +148,27 @@ class StudioConfig:
     storage: StoreConfig
 
 
-def _expand(value: Any) -> str | None:
-    """`$VAR` / `${VAR}` from the environment, as the StudioML client does."""
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def _expand(value: Any, env: dict[str, str] | None = None) -> str | None:
+    """`$VAR` / `${VAR}` from the config's `env:` block, then the environment, as the
+    StudioML client does (it exports the block before reading the rest)."""
     if value is None:
         return None
-    text = os.path.expandvars(str(value))
-    return None if not text or "$" in text else text  # an unset variable counts as unset
+    lookup = {**os.environ, **(env or {})}
+    unset = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal unset
+        name = m.group(1) or m.group(2)
+        if name not in lookup:
+            unset = True
+            return ""
+        return lookup[name]
+
+    text = _VAR.sub(sub, str(value))
+    return None if not text or unset else text  # an unset variable counts as unset
 
 
 def _store(block: Any, env: dict[str, str]) -> StoreConfig:
@@ -161,15 +177,15 @@ def _store(block: Any, env: dict[str, str]) -> StoreConfig:
     creds = (block.get("credentials") or {}).get("aws") or {}
     if not isinstance(creds, dict):
         creds = {}
-    access = _expand(creds.get("access_key")) or env.get("AWS_ACCESS_KEY_ID")
-    secret = _expand(creds.get("secret_access_key")) or env.get("AWS_SECRET_ACCESS_KEY")
+    access = _expand(creds.get("access_key"), env) or env.get("AWS_ACCESS_KEY_ID")
+    secret = _expand(creds.get("secret_access_key"), env) or env.get("AWS_SECRET_ACCESS_KEY")
     return StoreConfig(
         bucket=str(block.get("bucket") or ""),
-        endpoint=_expand(block.get("endpoint")),
-        region=_expand(creds.get("region") or block.get("region")),
+        endpoint=_expand(block.get("endpoint"), env),
+        region=_expand(creds.get("region") or block.get("region"), env),
         access_key=access,
         secret_key=secret,
-        session_token=_expand(creds.get("session_token")) or env.get("AWS_SESSION_TOKEN"),
+        session_token=_expand(creds.get("session_token"), env) or env.get("AWS_SESSION_TOKEN"),
     )
 
 

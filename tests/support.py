@@ -100,6 +100,32 @@ class Mount:
         self.stop()
 
 
+def assert_no_secret_exposed(m: Mount, secrets: list[str]) -> None:
+    """No secret in the daemon's log, its argv, the mount table, or any name, byte or
+    extended attribute of the mount."""
+    secrets = [s for s in secrets if s]
+    assert secrets
+    log = m.log()
+    with open(f"/proc/{m.pid}/cmdline", "rb") as f:
+        argv = f.read().decode(errors="replace")
+    with open("/proc/self/mounts") as f:
+        mounts = f.read()
+    for secret in secrets:
+        assert secret not in log, "a secret in the log"
+        assert secret not in argv, "a secret in argv"
+        assert secret not in mounts, "a secret in the mount table"
+    for dirpath, dirnames, filenames in os.walk(m.path):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            assert os.listxattr(path) == []
+            data = b""
+            if os.path.isfile(path):
+                with contextlib.suppress(OSError), open(path, "rb") as f:
+                    data = f.read()
+            for secret in secrets:
+                assert secret not in name and secret.encode() not in data, path
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import boto3
 import botocore.exceptions
 import trio
+from botocore import UNSIGNED
 from botocore.config import Config
 
 from artifactfs.errors import (
@@ -44,6 +45,7 @@ _DENIED = {
     "AllAccessDisabled",
     "403",
 }
+_EXPIRED = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _STALE = {"PreconditionFailed", "412"}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -62,6 +64,7 @@ class S3Settings:
     read_timeout: float = 15.0
     request_timeout: float = 30.0  # the deadline of one whole operation, retries included
     max_attempts: int = 3
+    allow_anonymous: bool = False  # retry unsigned what the credentials are refused for
 
 
 def _mtime_ns(value: datetime | None) -> int:
@@ -79,7 +82,7 @@ def classify(exc: BaseException, what: str) -> ArtifactFSError:
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return AccessDenied(
             f"{what}: no credentials found (environment, shared profile, web identity "
-            "or instance metadata)"
+            "or instance metadata; --allow-anonymous reads public buckets unsigned)"
         )
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
@@ -87,6 +90,8 @@ def classify(exc: BaseException, what: str) -> ArtifactFSError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket":
             return BucketNotFound(f"{what}: the bucket does not exist")
+        if code in _EXPIRED:
+            return AccessDenied(f"{what}: the credentials have expired ({code})")
         if code in _DENIED or status == 403:
             return AccessDenied(f"{what}: access denied by the server ({code or status})")
         if code in _MISSING_KEY or status == 404:
@@ -106,19 +111,34 @@ def classify(exc: BaseException, what: str) -> ArtifactFSError:
 
 
 class S3Store:
-    """ObjectStore over one S3 bucket (AWS, MinIO, rclone, ...)."""
+    """ObjectStore over one S3 bucket (AWS, MinIO, rclone, ...).
+
+    With `allow_anonymous`, a request the credentials are refused for (or that
+    has no credentials to sign with) is sent again unsigned, StudioML's policy
+    of one private key set plus public buckets. Once unsigned works for this
+    bucket it is tried first, so a public bucket costs one request per read.
+    """
 
     def __init__(self, settings: S3Settings, session: boto3.session.Session | None = None):
         self.bucket = settings.bucket
         self.settings = settings
         self._session = session or boto3.session.Session()
         self._limiter = trio.CapacityLimiter(settings.max_concurrency)
-        self._client = self._make_client(settings.max_attempts, settings.read_timeout)
+        self._clients = self._make_clients(settings.max_attempts, settings.read_timeout)
+        self._unsigned_first = False
 
-    def _make_client(self, max_attempts: int, read_timeout: float) -> Any:
+    def _make_clients(self, max_attempts: int, read_timeout: float) -> tuple[Any, ...]:
+        """The signed client, then (with allow_anonymous) an unsigned one."""
+        signed = self._make_client(max_attempts, read_timeout)
+        if not self.settings.allow_anonymous:
+            return (signed,)
+        return signed, self._make_client(max_attempts, read_timeout, unsigned=True)
+
+    def _make_client(self, max_attempts: int, read_timeout: float, unsigned: bool = False) -> Any:
         s = self.settings
         path_style = s.path_style if s.path_style is not None else bool(s.endpoint_url)
         config = Config(
+            signature_version=UNSIGNED if unsigned else None,
             region_name=s.region or self._session.region_name or "us-east-1",
             connect_timeout=s.connect_timeout,
             read_timeout=read_timeout,
@@ -135,7 +155,35 @@ class S3Store:
         where = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
         return f"s3://{self.bucket}{where}"
 
-    async def _call(self, what: str, fn: Callable[[], T], deadline: float | None = None) -> T:
+    async def _call(
+        self,
+        what: str,
+        fn: Callable[[Any], T],
+        deadline: float | None = None,
+        clients: tuple[Any, ...] | None = None,
+    ) -> T:
+        """Run `fn(client)` in a worker thread; refused signed, try unsigned if allowed."""
+        clients = clients or self._clients
+        order = clients[::-1] if self._unsigned_first else clients
+        refused: AccessDenied | None = None
+        for client in order:
+            try:
+                result = await self._run(what, lambda c=client: fn(c), deadline)
+            except AccessDenied as exc:
+                refused = refused or exc
+                continue
+            if refused is not None:  # the second client worked: try it first from now on
+                self._unsigned_first = not self._unsigned_first
+                if self._unsigned_first:
+                    log.info("s3://%s: the credentials are refused (%s); reading it unsigned "
+                             "(--allow-anonymous)", self.bucket, refused)  # fmt: skip
+            return result
+        assert refused is not None
+        if len(order) > 1:
+            raise AccessDenied(f"{refused}; refused unsigned as well") from None
+        raise refused
+
+    async def _run(self, what: str, fn: Callable[[], T], deadline: float | None) -> T:
         try:
             with trio.fail_after(deadline or self.settings.request_timeout):
                 return await trio.to_thread.run_sync(
@@ -150,21 +198,32 @@ class S3Store:
 
     async def check(self, deadline: float = 12.0) -> None:
         """List one key with few retries, so a bad setup fails the mount fast."""
-        client = self._make_client(max_attempts=2, read_timeout=min(5.0, deadline))
+        clients = self._make_clients(max_attempts=2, read_timeout=min(5.0, deadline))
         await self._call(
             f"s3://{self.bucket}",
-            lambda: client.list_objects_v2(Bucket=self.bucket, MaxKeys=1),
+            lambda c: c.list_objects_v2(Bucket=self.bucket, MaxKeys=1),
             deadline,
+            clients,
         )
 
     async def head(self, key: str) -> ObjectInfo:
-        resp = await self._call(
-            f"s3://{self.bucket}/{key}",
-            lambda: self._client.head_object(Bucket=self.bucket, Key=key),
-        )
+        resp = await self._call(f"s3://{self.bucket}/{key}", lambda c: self._head_sync(c, key))
         size = int(resp["ContentLength"])
         mtime = _mtime_ns(resp.get("LastModified"))
         return ObjectInfo(key, size, normalize_etag(resp.get("ETag"), size, mtime), mtime)
+
+    def _head_sync(self, client: Any, key: str) -> dict[str, Any]:
+        """HEAD, but a bare 400 (a HEAD answer has no body to name its cause: an
+        expired or invalid token, most often) is asked again as a 1-byte GET."""
+        try:
+            return dict(client.head_object(Bucket=self.bucket, Key=key))
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "400":
+                raise
+        resp = client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")
+        resp["Body"].close()
+        m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
+        return {**resp, "ContentLength": int(m.group(3)) if m else resp["ContentLength"]}
 
     async def list_page(
         self,
@@ -179,7 +238,7 @@ class S3Store:
         if token:
             kwargs["ContinuationToken"] = token
         resp = await self._call(
-            f"s3://{self.bucket}/{prefix}", lambda: self._client.list_objects_v2(**kwargs)
+            f"s3://{self.bucket}/{prefix}", lambda c: c.list_objects_v2(**kwargs)
         )
         page = ListPage()
         for item in resp.get("Contents", ()):
@@ -204,7 +263,7 @@ class S3Store:
             for attempt in range(1, attempts + 1):
                 try:
                     return await self._call(
-                        what, lambda: self._get_sync(version, start, length, what)
+                        what, lambda c: self._get_sync(c, version, start, length, what)
                     )
                 except StoreUnavailable as exc:
                     if attempt == attempts:
@@ -215,7 +274,9 @@ class S3Store:
         assert scope.cancelled_caught
         raise StoreUnavailable(f"{what}: no answer within {self.settings.request_timeout:g} s")
 
-    def _get_sync(self, version: ObjectVersion, start: int, length: int, what: str) -> bytes:
+    def _get_sync(
+        self, client: Any, version: ObjectVersion, start: int, length: int, what: str
+    ) -> bytes:
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": version.key,
@@ -223,7 +284,7 @@ class S3Store:
         }
         if not is_weak(version.etag):
             kwargs["IfMatch"] = f'"{version.etag}"'
-        resp = self._client.get_object(**kwargs)
+        resp = client.get_object(**kwargs)
         body = resp["Body"]
         try:
             m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
@@ -241,8 +302,8 @@ class S3Store:
     async def get_object(self, key: str, max_size: int) -> bytes:
         what = f"s3://{self.bucket}/{key}"
 
-        def get() -> bytes:
-            resp = self._client.get_object(Bucket=self.bucket, Key=key)
+        def get(client: Any) -> bytes:
+            resp = client.get_object(Bucket=self.bucket, Key=key)
             body = resp["Body"]
             try:
                 if int(resp.get("ContentLength", 0)) > max_size:
@@ -256,8 +317,10 @@ class S3Store:
     async def put_object(self, key: str, data: bytes) -> None:
         await self._call(
             f"s3://{self.bucket}/{key}",
-            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data),
+            lambda c: c.put_object(Bucket=self.bucket, Key=key, Body=data),
+            clients=self._clients[:1],  # never write unsigned
         )
 
     async def aclose(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()

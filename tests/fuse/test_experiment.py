@@ -17,7 +17,10 @@ pytestmark = pytest.mark.fuse
 @pytest.fixture
 def experiment(s3, tmp_path):
     artifacts = s3.bucket_dir("studioml-artifacts")
+    earlier = seed_studioml(artifacts, s3.bucket_dir("studioml-meta"), key="exp0")
     exp = seed_studioml(artifacts, s3.bucket_dir("studioml-meta"), key="exp1")
+    # a model directory reused from an earlier experiment, as `studio run --reuse` records it
+    exp["artifacts"]["pretrained"] = dict(earlier["artifacts"]["modeldir"])
     # a dataset reused from another experiment's bucket
     other = s3.bucket_dir("shared-data")
     with tarfile.open(other / "data.tar", "w") as tar:
@@ -41,12 +44,17 @@ def test_experiment_view_shows_one_directory_per_artifact(s3, mount, experiment)
     m = mount("", "--experiment-file", str(path), server=s3)
     tags = sorted(os.listdir(m.path))
     assert tags == sorted(["workspace", "data", "modeldir", "output", "_metrics", "_metadata",
-                           "tb", "shared", "raw", "later"])  # fmt: skip
+                           "tb", "shared", "raw", "later", "pretrained"])  # fmt: skip
     # unpacked archives show their members
     assert (m.path / "workspace" / "train.py").read_text() == WORKSPACE["train.py"]
     assert (m.path / "workspace" / "lib" / "model.py").read_text() == WORKSPACE["lib/model.py"]
     assert (m.path / "output" / "output.log").read_text().startswith("epoch 1")
     assert (m.path / "shared" / "rows.csv").read_bytes() == b"a,b\n1\n"  # another bucket
+    reused = s3.bucket_dir("studioml-artifacts") / "experiments/exp0/modeldir.tar"
+    with tarfile.open(reused) as tar:  # exp0's model, not exp1's
+        checkpoint = tar.extractfile(tar.getmember("checkpoint.bin")).read()
+    assert (m.path / "pretrained" / "checkpoint.bin").read_bytes() == checkpoint
+    assert checkpoint != (m.path / "modeldir" / "checkpoint.bin").read_bytes()
     # unpack: false -> <tag>/<basename of the key>
     assert os.listdir(m.path / "raw") == ["modeldir.tar"]
     with tarfile.open(m.path / "raw" / "modeldir.tar") as tar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 
 import pytest
@@ -22,6 +23,7 @@ def test_secret_never_in_debug_log_argv_mount_or_errors(s3, bucket, mount):
     with pytest.raises(OSError):
         (m.path / "d" / "w").write_text("x")
 
+    assert stat.S_IMODE(os.stat(m.cache_dir).st_mode) == 0o700  # no other user reads the cache
     log = m.log()
     assert "DEBUG" in log  # debug logging really was on
     assert secret not in log
