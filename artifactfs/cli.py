@@ -7,6 +7,7 @@ AWS default chain, so they never show in argv or /proc/<pid>/cmdline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import select
 import subprocess
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("mount", help="mount a bucket (or a prefix of it) read-only")
-    m.add_argument("paths", nargs="+", metavar="[SOURCE] MOUNTPOINT",
+    m.add_argument("paths", nargs="*", metavar="[SOURCE] MOUNTPOINT",
                    help="SOURCE is s3://BUCKET[/PREFIX] or file:///DIR; "
                         "with --experiment-file, only MOUNTPOINT")  # fmt: skip
     m.add_argument("--experiment", metavar="KEY",
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "named by --config")  # fmt: skip
     m.add_argument("--config", type=Path, metavar="FILE",
                    help="StudioML config.yaml: endpoint, buckets and credentials")  # fmt: skip
+    m.add_argument("--conf", type=Path, metavar="FILE",
+                   help="read SOURCE, MOUNTPOINT and flags from FILE (`key = value` lines, "
+                        "as in /etc/artifactfs/NAME.conf); flags given here are added")  # fmt: skip
     m.add_argument("--experiment-file", type=Path, metavar="FILE",
                    help="mount this StudioML experiment (its JSON, or a runner's queue "
                         "message): one directory per artifact")  # fmt: skip
@@ -149,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("-f", "--foreground", action="store_true", help="do not detach")
     g.add_argument(
+        "--recover",
+        action="store_true",
+        help="if MOUNTPOINT is a dead mount (its daemon was killed: ENOTCONN), detach it "
+        "first (containers restarted in place)",
+    )
+    g.add_argument(
         "--debug",
         action="store_true",
         help="debug logs of artifactfs (botocore stays at warnings; secrets are masked)",
@@ -159,11 +169,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="log here (default: stderr in the foreground, "
         "CACHE_DIR/artifactfs.log in the background)",
     )
+    g.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="one line per event as text (journald-style under systemd) or JSON (default text)",
+    )
+    g.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
     m.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     u = sub.add_parser("umount", help="unmount (also recovers a mount whose daemon died)")
-    u.add_argument("mountpoint", type=Path)
+    u.add_argument("mountpoint", type=Path, nargs="?")
+    u.add_argument("--conf", type=Path, metavar="FILE", help="the mount point of this conf file")
     u.add_argument("-z", "--lazy", action="store_true", help="detach even if busy")
+
+    k = sub.add_parser(
+        "kernel-mount",
+        help="systemd's privileged step: mount the --conf FILE's mount point and hand the "
+        "FUSE descriptor to systemd (see systemd/)",
+    )
+    k.add_argument("--conf", type=Path, metavar="FILE", required=True)
+
+    st = sub.add_parser("stat", help="figures of a live mount: cache, store, operations")
+    st.add_argument("mountpoint", type=Path)
+    st.add_argument("--json", action="store_true", help="machine-readable")
+
+    r = sub.add_parser("ready", help="exit 0 if MOUNTPOINT is a live artifactfs mount that "
+                       "answers (readiness probes)")  # fmt: skip
+    r.add_argument("mountpoint", type=Path)
+    r.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+
+    c = sub.add_parser("cache", help="inspect or shrink block cache directories")
+    c.add_argument("action", choices=("stats", "prune", "clear"))
+    c.add_argument("dirs", type=Path, nargs="*", metavar="CACHE_DIR",
+                   help="cache directories (default: all under the default base)")  # fmt: skip
+    c.add_argument("--to", type=_size, metavar="SIZE", help="prune: keep at most SIZE of blocks")
+    c.add_argument("--json", action="store_true", help="stats: machine-readable")
+
+    pf = sub.add_parser("prefetch", help="read PATHs of a mount into the cache "
+                        "(before a job starts)")  # fmt: skip
+    pf.add_argument("mountpoint", type=Path)
+    pf.add_argument("paths", nargs="+", metavar="PATH", help="inside the mount (or relative to it)")
+    pf.add_argument("-j", "--jobs", type=int, default=4, help="files read at once (default 4)")
 
     d = sub.add_parser("demo", help="serve a seeded StudioML bucket on loopback and mount it")
     d.add_argument("--dir", type=Path, help="work directory (default: a new temp dir)")
@@ -228,18 +279,22 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         max_attempts=args.max_attempts,
         max_concurrency=args.max_concurrency,
         allow_anonymous=args.allow_anonymous,
+        metrics_address=args.metrics_address,
+        log_format=args.log_format,
         archives=args.archives,
         max_decoded_size=args.max_decoded_size,
         publish_index=args.publish_index,
         uid=args.uid,
         gid=args.gid,
         allow_other=args.allow_other,
+        recover=args.recover,
         debug=args.debug,
         log_file=args.log_file.absolute() if args.log_file else None,
     )
 
 
 def cmd_mount(args: argparse.Namespace, argv: list[str]) -> int:
+    from artifactfs.conffile import use_loaded_credentials
     from artifactfs.logsetup import setup_logging
 
     try:
@@ -250,9 +305,14 @@ def cmd_mount(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     if args.foreground:
         from artifactfs import daemon
-        from artifactfs.notify import ReadyPipe
+        from artifactfs.kernelmount import FD_NAME
+        from artifactfs.notify import ReadyPipe, listen_fds
 
-        setup_logging(opts.debug, opts.log_file)
+        setup_logging(opts.debug, opts.log_file, opts.log_format)
+        use_loaded_credentials()
+        passed = listen_fds()
+        if FD_NAME in passed:
+            opts = dataclasses.replace(opts, fuse_fd=passed[FD_NAME])
         return daemon.run(opts, ReadyPipe(args.ready_fd))
     return _mount_in_background(opts, argv)
 
@@ -312,6 +372,17 @@ def _read_line(fd: int, timeout: float) -> str:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
+    if args.conf is not None:
+        from artifactfs.conffile import read_conf
+
+        try:
+            args.mountpoint = Path(read_conf(args.conf, expand=False)["mountpoint"])
+        except ArtifactFSError as exc:
+            print(f"artifactfs: {exc}", file=sys.stderr)
+            return 2
+    if args.mountpoint is None:
+        print("artifactfs: give a MOUNTPOINT (or --conf FILE)", file=sys.stderr)
+        return 2
     flags = "-uz" if args.lazy else "-u"
     proc = subprocess.run(["fusermount3", flags, str(args.mountpoint)],
                           capture_output=True, text=True)  # fmt: skip
@@ -327,6 +398,110 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel_mount(parser: argparse.ArgumentParser, conf: Path) -> int:
+    from artifactfs.conffile import conf_to_argv
+    from artifactfs.daemon import fuse_options
+    from artifactfs.kernelmount import mount_into_fd_store
+
+    try:
+        args, extras = parser.parse_known_args(["mount", *conf_to_argv(conf)])
+        args.paths = [*args.paths, *extras]
+        opts = mount_options(args)
+        opts.validate()
+        mount_into_fd_store(opts.mountpoint, fuse_options(opts))
+    except ArtifactFSError as exc:
+        print(f"artifactfs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    import json
+
+    from artifactfs.control import query
+    from artifactfs.report import format_figures
+
+    try:
+        figures = query(args.mountpoint)
+    except OSError as exc:
+        print(f"artifactfs: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(figures, indent=2) if args.json else format_figures(figures))
+    return 0
+
+
+def cmd_ready(args: argparse.Namespace) -> int:
+    from artifactfs.probe import not_ready_reason
+
+    reason = not_ready_reason(args.mountpoint, args.timeout)
+    if reason is not None:
+        print(f"artifactfs: not ready: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from artifactfs import cachetool
+    from artifactfs.report import human_size
+
+    try:
+        dirs = cachetool.find_cache_dirs(args.dirs)
+        if args.action == "stats":
+            rows = [cachetool.usage(d) for d in dirs]
+            if args.json:
+                print(json.dumps([{**asdict(r), "path": str(r.path)} for r in rows], indent=2))
+                return 0
+            for r in rows:
+                use = f"in use by pid {r.in_use_by}" if r.in_use_by else "not in use"
+                print(
+                    f"{r.path}: {r.blocks} blocks, {human_size(r.block_bytes)}; "
+                    f"{r.indexes} archive indexes, {human_size(r.index_bytes)}; {use}"
+                )
+            if not rows:
+                print("no cache directories found")
+            return 0
+        if args.action == "prune" and args.to is None:
+            raise ConfigError("prune needs --to SIZE")
+        for d in dirs:
+            if args.action == "prune":
+                n, size = cachetool.prune(d, args.to)
+            else:
+                n, size = cachetool.clear(d)
+            print(f"{d}: removed {n} files, {human_size(size)}")
+    except ArtifactFSError as exc:
+        print(f"artifactfs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mount_from_conf(parser: argparse.ArgumentParser, conf: Path, argv: list[str]) -> int:
+    """`mount --conf FILE [flags]`: the file's settings, then the command line's."""
+    from artifactfs.conffile import conf_to_argv
+
+    try:
+        from_file = conf_to_argv(conf)
+    except ArtifactFSError as exc:
+        print(f"artifactfs: {exc}", file=sys.stderr)
+        return 2
+    rest = list(argv[argv.index("mount") + 1 :])
+    for i, a in enumerate(rest):
+        if a == "--conf":
+            del rest[i : i + 2]
+            break
+        if a.startswith("--conf="):
+            del rest[i]
+            break
+    new_argv = ["mount", *from_file, *rest]
+    args, extras = parser.parse_known_args(new_argv)
+    if [e for e in extras if e.startswith("-")]:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    args.paths = [*args.paths, *extras]
+    return cmd_mount(args, new_argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -337,11 +512,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "mount":
-        args.paths += extras
-    if args.command == "mount":
+        args.paths = [*(args.paths or []), *extras]
+        if args.conf is not None:
+            return _mount_from_conf(parser, args.conf, argv)
+        if not args.paths:
+            parser.error("mount: give [SOURCE] MOUNTPOINT (or --conf FILE)")
         return cmd_mount(args, argv)
     if args.command == "umount":
         return cmd_umount(args)
+    if args.command == "kernel-mount":
+        return cmd_kernel_mount(parser, args.conf)
+    if args.command == "stat":
+        return cmd_stat(args)
+    if args.command == "ready":
+        return cmd_ready(args)
+    if args.command == "cache":
+        return cmd_cache(args)
+    if args.command == "prefetch":
+        from artifactfs.prefetch import prefetch
+
+        return prefetch(args.mountpoint, args.paths, args.jobs)
     if args.command == "demo":
         from artifactfs.demo import run_demo
 

@@ -8,29 +8,37 @@ leaves nothing mounted.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
 
+from artifactfs import __version__, control
 from artifactfs.archives import ArchiveService
 from artifactfs.cache.blocks import BlockCache, lock_cache_dir
 from artifactfs.credentials import session_for
 from artifactfs.errors import ArtifactFSError, ConfigError, NotFound
 from artifactfs.experiment import ExperimentNamespace
+from artifactfs.exporter import MountCollector
+from artifactfs.exporter import serve as serve_metrics
 from artifactfs.fetch import BlockFetcher
 from artifactfs.fs import ArtifactOperations
 from artifactfs.kernel import tune_mount
 from artifactfs.memory import tame_malloc
-from artifactfs.metrics import Metrics
+from artifactfs.metrics import Metrics, figures
 from artifactfs.namespace import BucketNamespace, Namespace
 from artifactfs.notify import ReadyPipe, sd_notify
 from artifactfs.options import MountOptions
+from artifactfs.probe import clear_dead_mount, is_dead_mount
 from artifactfs.store.base import ObjectStore
 from artifactfs.store.http import HttpStore
 from artifactfs.store.local import LocalStore
@@ -49,17 +57,20 @@ from artifactfs.vfs import FileSystemModel, ModelOptions
 log = logging.getLogger(__name__)
 
 
-def check_mountpoint(path: Path) -> None:
+def check_mountpoint(path: Path, recover: bool = False) -> None:
+    if is_dead_mount(path):
+        if not recover:
+            raise ConfigError(
+                f"mount point {path} is a dead mount (its daemon died); "
+                f"run `artifactfs umount {path}` first, or mount with --recover"
+            )
+        log.warning("mount point %s is a dead mount (its daemon died); detaching it", path)
+        clear_dead_mount(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise ConfigError(f"mount point {path} does not exist") from None
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise ConfigError(
-                f"mount point {path} is a dead mount (its daemon died); "
-                f"run `artifactfs umount {path}` first"
-            ) from None
         raise ConfigError(f"mount point {path}: {exc.strerror}") from None
     if not os.path.isdir(path) or not (st.st_mode & 0o040000):
         raise ConfigError(f"mount point {path} is not a directory")
@@ -72,6 +83,7 @@ def build_store(
     bucket: str | None = None,
     store_config: StoreConfig | None = None,
     endpoint_url: str | None = None,
+    metrics: Metrics | None = None,
 ) -> ObjectStore:
     if opts.source.scheme == "file":
         return LocalStore(opts.source.bucket, max_concurrency=opts.max_concurrency)
@@ -87,7 +99,7 @@ def build_store(
         read_timeout=min(15.0, opts.request_timeout),
         connect_timeout=min(5.0, opts.request_timeout),
     )
-    return S3Store(settings, session_for(store_config))
+    return S3Store(settings, session_for(store_config), metrics)
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -121,17 +133,18 @@ def run(opts: MountOptions, ready: ReadyPipe) -> int:
 
 async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
     opts.validate()
-    check_mountpoint(opts.mountpoint)
+    if opts.fuse_fd is None:  # else mounted already, and a stat would wait for us
+        check_mountpoint(opts.mountpoint, opts.recover)
     cache_dir = opts.resolved_cache_dir
     lock_fd = lock_cache_dir(cache_dir)
     config = load_config(opts.config_file) if opts.config_file else None
     storage = config.storage if config else None
-    store = build_store(opts, store_config=storage)
+    metrics = Metrics()
+    store = build_store(opts, store_config=storage, metrics=metrics)
     try:
         await store.check()
         disk = BlockCache(cache_dir, opts.cache_size)
         await trio.to_thread.run_sync(disk.load_index)
-        metrics = Metrics()
         namespace: Namespace
         experiment = None
         if opts.experiment_key is not None:
@@ -140,7 +153,9 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         elif opts.experiment_file is not None:
             experiment = load_experiment_file(opts.experiment_file, opts.source.bucket)
         if experiment is not None:
-            router = BucketRouter(store, lambda b: build_store(opts, b, store_config=storage))
+            router = BucketRouter(
+                store, lambda b: build_store(opts, b, store_config=storage, metrics=metrics)
+            )
             for spec in experiment.artifacts:
                 if spec.url is not None:
                     router.add(spec.route, HttpStore(spec.url, spec.route, opts.request_timeout,
@@ -148,7 +163,7 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
                 elif spec.route != spec.bucket:  # its own endpoint and/or credentials
                     router.add(spec.route, build_store(
                         opts, spec.bucket, store_config=spec.credentials or storage,
-                        endpoint_url=spec.endpoint,
+                        endpoint_url=spec.endpoint, metrics=metrics,
                     ))  # fmt: skip
             store = router
         archives = ArchiveService(store, cache_dir, metrics, disk, opts.block_size,
@@ -183,7 +198,26 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
             ),
             archives,
         )
-        pyfuse3.init(ArtifactOperations(model), str(opts.mountpoint), fuse_options(opts))
+        about = {
+            "mountpoint": str(opts.mountpoint),
+            "source": str(opts.source),
+            "pid": os.getpid(),
+            "version": __version__,
+            "cache_dir": str(cache_dir),
+        }
+
+        def current() -> dict[str, Any]:
+            return figures(metrics, disk, **about)
+
+        exporter = _start_exporter(opts, metrics, disk)  # before mounting: it may fail
+        # /dev/fd/N: libfuse serves a descriptor mounted by someone else (kernel-mount)
+        target = str(opts.mountpoint) if opts.fuse_fd is None else f"/dev/fd/{opts.fuse_fd}"
+        try:
+            pyfuse3.init(ArtifactOperations(model), target, fuse_options(opts))
+        except BaseException:
+            if exporter is not None:
+                exporter.shutdown()
+            raise
         log.info(
             "mounted %s (%s) at %s, cache %s (%d blocks, %d bytes of %d)",
             opts.source, store.describe(), opts.mountpoint, cache_dir,
@@ -193,6 +227,8 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
             async with trio.open_nursery() as nursery:
                 fetcher.attach(nursery)
                 nursery.start_soon(_stop_on_signals)
+                nursery.start_soon(_dump_on_sigusr1, current)
+                nursery.start_soon(_serve_control, opts.mountpoint, current)
                 nursery.start_soon(_announce_ready, opts, ready)
                 await pyfuse3.main()
                 with trio.move_on_after(30):
@@ -200,13 +236,26 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
                 nursery.cancel_scope.cancel()
         finally:
             sd_notify("STOPPING=1")
-            pyfuse3.close(unmount=True)
-            figures = " ".join(f"{k}={v}" for k, v in metrics.snapshot().items())
-            log.info("unmounted %s; %s", opts.mountpoint, figures)
+            if exporter is not None:
+                exporter.shutdown()
+            pyfuse3.close(unmount=opts.fuse_fd is None)  # else ExecStopPost unmounts
+            counters = " ".join(f"{k}={v}" for k, v in metrics.snapshot().items())
+            log.info("unmounted %s; %s", opts.mountpoint, counters)
         return 0
     finally:
         await store.aclose()
         os.close(lock_fd)
+
+
+def _start_exporter(opts: MountOptions, metrics: Metrics, disk: BlockCache) -> Any:
+    if not opts.metrics_address:
+        return None
+    info = {"mountpoint": str(opts.mountpoint), "source": str(opts.source),
+            "version": __version__}  # fmt: skip
+    try:
+        return serve_metrics(opts.metrics_address, MountCollector(metrics, disk, info))
+    except OSError as exc:
+        raise ConfigError(f"--metrics-address {opts.metrics_address}: {exc.strerror}") from None
 
 
 async def _fetch_experiment(opts: MountOptions, config: StudioConfig) -> Experiment:
@@ -234,6 +283,40 @@ async def _stop_on_signals() -> None:
             log.info("received %s; unmounting", signal.Signals(signum).name)
             pyfuse3.terminate()
             return
+
+
+async def _dump_on_sigusr1(current: Callable[[], dict[str, Any]]) -> None:
+    """SIGUSR1: every thread's stack, trio's tasks and the figures, in the log."""
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            frames = sys._current_frames()
+            for thread in threading.enumerate():
+                frame = frames.get(thread.ident or -1)
+                if frame is not None:
+                    stack = "".join(traceback.format_stack(frame)).rstrip()
+                    log.info("SIGUSR1: thread %s:\n%s", thread.name, stack)
+            log.info(
+                "SIGUSR1: trio tasks: %s", ", ".join(_task_names(trio.lowlevel.current_root_task()))
+            )
+            log.info("SIGUSR1: figures %s", json.dumps(current(), separators=(",", ":")))
+
+
+def _task_names(task: trio.lowlevel.Task | None) -> list[str]:
+    if task is None:
+        return []
+    names = [task.name]
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            names += _task_names(child)
+    return names
+
+
+async def _serve_control(mountpoint: Path, current: Callable[[], dict[str, Any]]) -> None:
+    """`artifactfs stat` support; a mount without it still works (one warning)."""
+    try:
+        await control.serve(mountpoint, current)
+    except OSError as exc:
+        log.warning("no control socket (artifactfs stat will not see this mount): %s", exc)
 
 
 async def _announce_ready(opts: MountOptions, ready: ReadyPipe) -> None:

@@ -16,7 +16,9 @@ One BlockFetcher per daemon. It guarantees:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import cachetools
 import trio
@@ -31,6 +33,19 @@ from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion
 DecodedSource = Callable[[DecodedVersion, int], Awaitable[bytes]]
 
 log = logging.getLogger(__name__)
+
+
+class _HotBlocks(cachetools.LRUCache[BlockId, bytes]):
+    """The in-memory LRU of blocks, telling its owner which blocks it drops."""
+
+    def __init__(self, maxsize: int, on_drop: Callable[[BlockId], Any]):
+        super().__init__(maxsize=maxsize, getsizeof=len)
+        self._on_drop = on_drop
+
+    def popitem(self) -> tuple[BlockId, bytes]:
+        bid, data = super().popitem()
+        self._on_drop(bid)
+        return bid, data
 
 
 class BlockFetcher:
@@ -51,12 +66,10 @@ class BlockFetcher:
         self.max_prefetch = max_prefetch
         # Memory at rest: recently used and read-ahead blocks. Memory in flight is
         # bounded by the prefetch limiter plus the readers' own requests.
-        self._hot: cachetools.LRUCache[BlockId, bytes] = cachetools.LRUCache(
-            maxsize=max(memory_budget, 2 * block_size), getsizeof=len
-        )
+        self._hot = _HotBlocks(max(memory_budget, 2 * block_size), self._dropped)
         self._flights: SingleFlight[BlockId, bytes] = SingleFlight()
         self._prefetching: set[BlockId] = set()
-        self._prefetched: set[BlockId] = set()
+        self._prefetched: dict[BlockId, int] = {}  # fetched ahead, not read yet: bytes
         self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
         self._nursery: trio.Nursery | None = None
         # Makes blocks of decoded (decompressed) streams; set by the archive service.
@@ -124,7 +137,7 @@ class BlockFetcher:
         if data is not None:
             self.metrics.hot_hits += 1
             if bid in self._prefetched:
-                self._prefetched.discard(bid)
+                self.metrics.readahead_used_bytes += self._prefetched.pop(bid)
                 self.metrics.prefetch_used += 1
             return data
         return await self._flights.run(bid, lambda: self._load_and_keep(version, blockno, bid))
@@ -153,7 +166,9 @@ class BlockFetcher:
                 raise ArtifactFSError(f"{version.key}: no decoder for {version.codec}")
             return await self.decoded_source(version, blockno)  # cached by the decoder
         self.metrics.gets += 1
+        start = time.perf_counter()
         data = await self.store.get_range(version, blockno * self.block_size, length)
+        self.metrics.get_latency.observe(time.perf_counter() - start)
         self.metrics.bytes_fetched += len(data)
         if self._nursery is None:
             await self.disk.put(bid, data)
@@ -183,6 +198,11 @@ class BlockFetcher:
             if not self._pending_writes:
                 self._drained.set()
 
+    def _dropped(self, bid: BlockId) -> None:
+        """A block left memory; if it was fetched ahead and never read, it was wasted."""
+        wasted = self._prefetched.pop(bid, 0)
+        self.metrics.readahead_wasted_bytes += wasted
+
     async def drain(self) -> None:
         """Wait until every block handed to the disk cache is written."""
         await self._drained.wait()
@@ -203,10 +223,10 @@ class BlockFetcher:
         try:
             async with self._prefetch_limiter:
                 if bid not in self._hot:
-                    await self.block(version, blockno)
-                    self._prefetched.add(bid)
-                    if len(self._prefetched) > 4096:
-                        self._prefetched.clear()
+                    data = await self.block(version, blockno)
+                    self.metrics.readahead_bytes += len(data)
+                    if bid in self._hot:  # not already read and dropped
+                        self._prefetched[bid] = len(data)
         except ArtifactFSError as exc:
             log.debug("read-ahead of %s block %d failed: %s", version.key, blockno, exc)
         except Exception:  # a bug must not take the daemon's nursery down

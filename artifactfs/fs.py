@@ -49,16 +49,26 @@ def _log_failure(op: str, exc: BaseException) -> None:
         log.error("%s", line, exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def _errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _errors(fn: Callable[P, Awaitable[R]], op: str | None = None) -> Callable[P, Awaitable[R]]:
+    """Count and time the operation; log a failure once and answer its errno."""
+    name = op or fn.__name__
+
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        metrics = args[0].metrics  # type: ignore[attr-defined]
+        start = time.perf_counter()
         try:
             return await fn(*args, **kwargs)
-        except pyfuse3.FUSEError:
+        except pyfuse3.FUSEError as exc:
+            metrics.fuse_errors[f"{name}:{errno.errorcode.get(exc.errno, exc.errno)}"] += 1
             raise
         except Exception as exc:
-            _log_failure(fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno_for(exc)) from None
+            _log_failure(name, exc)
+            code = errno_for(exc)
+            metrics.fuse_errors[f"{name}:{errno.errorcode.get(code, code)}"] += 1
+            raise pyfuse3.FUSEError(code) from None
+        finally:
+            metrics.observe_fuse(name, time.perf_counter() - start)
 
     return wrapper
 
@@ -95,6 +105,7 @@ class ArtifactOperations(pyfuse3.Operations):
     def __init__(self, model: FileSystemModel):
         super().__init__()
         self.model = model
+        self.metrics = model.fetcher.metrics
 
     @_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
@@ -170,18 +181,18 @@ class ArtifactOperations(pyfuse3.Operations):
         return True
 
     # Every write-like operation: EROFS (the mount is also `ro` for the kernel).
-    setattr = _errors(_read_only)
-    mknod = _errors(_read_only)
-    mkdir = _errors(_read_only)
-    unlink = _errors(_read_only)
-    rmdir = _errors(_read_only)
-    symlink = _errors(_read_only)
-    rename = _errors(_read_only)
-    link = _errors(_read_only)
-    write = _errors(_read_only)
-    create = _errors(_read_only)
-    setxattr = _errors(_read_only)
-    removexattr = _errors(_read_only)
+    setattr = _errors(_read_only, "setattr")
+    mknod = _errors(_read_only, "mknod")
+    mkdir = _errors(_read_only, "mkdir")
+    unlink = _errors(_read_only, "unlink")
+    rmdir = _errors(_read_only, "rmdir")
+    symlink = _errors(_read_only, "symlink")
+    rename = _errors(_read_only, "rename")
+    link = _errors(_read_only, "link")
+    write = _errors(_read_only, "write")
+    create = _errors(_read_only, "create")
+    setxattr = _errors(_read_only, "setxattr")
+    removexattr = _errors(_read_only, "removexattr")
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         return None  # nothing is ever dirty

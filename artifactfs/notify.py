@@ -7,23 +7,50 @@ moment: after the mount point answered a stat through FUSE.
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 
+LISTEN_FDS_START = 3
 
-def sd_notify(message: str) -> None:
-    """Send one sd_notify datagram if systemd (or a test) asked for it."""
+
+def sd_notify(message: str, fds: tuple[int, ...] = ()) -> bool:
+    """Send one sd_notify datagram (with `fds` attached) if systemd, or a test, asked."""
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
-        return
+        return False
     if path.startswith("@"):
         path = "\0" + path[1:]
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
             sock.connect(path)
-            sock.sendall(message.encode())
+            sock.sendmsg([message.encode()], ancillary)
         except OSError:
-            pass
+            return False
+    return True
+
+
+def listen_fds() -> dict[str, int]:
+    """File descriptors systemd passed us (sd_listen_fds(3)), by name.
+
+    The variables are removed, so no child inherits them."""
+    try:
+        pid = int(os.environ.get("LISTEN_PID", "0"))
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return {}
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    if pid != os.getpid() or count <= 0:
+        return {}
+    found = {}
+    for i in range(count):
+        fd = LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)
+        found[names[i] if i < len(names) and names[i] else f"fd{i}"] = fd
+    return found
 
 
 class ReadyPipe:

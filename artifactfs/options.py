@@ -87,6 +87,10 @@ class MountOptions:
     max_attempts: int = 3
     max_concurrency: int = 16
     allow_anonymous: bool = False
+    metrics_address: str | None = None
+    log_format: str = "text"  # text | json
+    recover: bool = False  # detach a dead mount (ENOTCONN) at the mount point first
+    fuse_fd: int | None = None  # mounted by `kernel-mount`, passed by systemd
     experiment_file: Path | None = None
     experiment_key: str | None = None
     config_file: Path | None = None
@@ -116,5 +120,12 @@ class MountOptions:
             raise ConfigError("--block-size must be between 64K and 64M")
         if self.cache_size < 4 * self.block_size:
             raise ConfigError("--cache-size must hold at least four blocks")
+        if self.metrics_address:
+            from artifactfs.exporter import parse_address
+
+            try:
+                parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(f"--metrics-address {exc}") from None
         if self.request_timeout <= 0 or self.max_attempts < 1:
             raise ConfigError("--request-timeout must be > 0 and --max-attempts >= 1")

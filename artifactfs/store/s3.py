@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,7 @@ from artifactfs.errors import (
     StaleObject,
     StoreUnavailable,
 )
+from artifactfs.metrics import Metrics
 from artifactfs.store.base import ListPage, ObjectInfo, ObjectVersion, is_weak, normalize_etag
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,11 @@ _EXPIRED = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _STALE = {"PreconditionFailed", "412"}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_attempts = threading.local()  # HTTP attempts of the call running in this worker thread
+
+
+def _count_attempt(**_: Any) -> None:
+    _attempts.n = getattr(_attempts, "n", 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +126,15 @@ class S3Store:
     bucket it is tried first, so a public bucket costs one request per read.
     """
 
-    def __init__(self, settings: S3Settings, session: boto3.session.Session | None = None):
+    def __init__(
+        self,
+        settings: S3Settings,
+        session: boto3.session.Session | None = None,
+        metrics: Metrics | None = None,
+    ):
         self.bucket = settings.bucket
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._session = session or boto3.session.Session()
         self._limiter = trio.CapacityLimiter(settings.max_concurrency)
         self._clients = self._make_clients(settings.max_attempts, settings.read_timeout)
@@ -149,7 +162,9 @@ class S3Store:
             response_checksum_validation="when_required",
             user_agent_extra="artifactfs",
         )
-        return self._session.client("s3", endpoint_url=s.endpoint_url, config=config)
+        client = self._session.client("s3", endpoint_url=s.endpoint_url, config=config)
+        client.meta.events.register("before-send.s3", _count_attempt)  # retries, for metrics
+        return client
 
     def describe(self) -> str:
         where = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
@@ -184,17 +199,31 @@ class S3Store:
         raise refused
 
     async def _run(self, what: str, fn: Callable[[], T], deadline: float | None) -> T:
+        retried = [0]
+
+        def counted() -> T:
+            _attempts.n = 0
+            try:
+                return fn()
+            finally:
+                retried[0] = max(0, _attempts.n - 1)
+
         try:
             with trio.fail_after(deadline or self.settings.request_timeout):
                 return await trio.to_thread.run_sync(
-                    fn, limiter=self._limiter, abandon_on_cancel=True
+                    counted, limiter=self._limiter, abandon_on_cancel=True
                 )
         except trio.TooSlowError:
+            self.metrics.store_errors["Timeout"] += 1
             raise StoreUnavailable(
                 f"{what}: no answer within {deadline or self.settings.request_timeout:g} s"
             ) from None
         except Exception as exc:
-            raise classify(exc, what) from None
+            error = classify(exc, what)
+            self.metrics.store_errors[type(error).__name__] += 1
+            raise error from None
+        finally:
+            self.metrics.retries += retried[0]
 
     async def check(self, deadline: float = 12.0) -> None:
         """List one key with few retries, so a bad setup fails the mount fast."""
@@ -269,6 +298,7 @@ class S3Store:
                     if attempt == attempts:
                         raise
                     delay = random.uniform(0, min(4.0, 0.2 * 2**attempt))
+                    self.metrics.retries += 1
                     log.debug("%s; retry %d/%d in %.2f s", exc, attempt, attempts - 1, delay)
                     await trio.sleep(delay)
         assert scope.cancelled_caught
