@@ -47,8 +47,14 @@ bench: deps .venv-bench/.installed
 	$(PY) tests/bench/bench_mount.py
 	$(PY) tests/bench/bench_archives.py
 
+# The fault, load and fuzz cases, longer than in `make test`; figures in build/faults.
+FAULTS_DIR := build/faults
 faults: deps
-	$(PY) -m pytest tests -q -m fuse -k "fault or killed or corrupt or full"
+	rm -rf $(FAULTS_DIR)
+	ARTIFACTFS_SOAK=15 ARTIFACTFS_FUZZ_EXAMPLES=20000 ARTIFACTFS_REPORT_DIR=$(FAULTS_DIR) \
+	  $(PY) -m pytest -q tests/fuse/test_resilience.py tests/fuse/test_faults.py \
+	  tests/fuse/test_load.py tests/unit/test_fuzz.py
+	$(PY) tests/faults_report.py $(FAULTS_DIR)
 
 lint: deps
 	$(VENV)/bin/ruff check .

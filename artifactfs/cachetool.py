@@ -1,4 +1,4 @@
-"""`artifactfs cache stats|prune|clear`: the block cache directory, offline.
+"""`artifactfs cache stats|verify|prune|clear`: the block cache directory, offline.
 
 A cache directory belongs to one daemon at a time (its `lock` file). `stats`
 reads and is safe any time. `prune` and `clear` take the same lock, so they
@@ -12,10 +12,12 @@ import contextlib
 import fcntl
 import os
 import shutil
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from artifactfs.cache import blockfile
 from artifactfs.cache.blocks import BlockCache
 from artifactfs.errors import CacheInUse, ConfigError
 from artifactfs.options import default_cache_base
@@ -91,6 +93,28 @@ def exclusive(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def verify(path: Path) -> tuple[int, list[Path]]:
+    """Check every block file against its header (name, length, CRC-32).
+
+    Returns (good blocks, bad files). A daemon discards a bad one on first
+    read; temporary files of writes cut short are never served, not counted."""
+    good, bad = 0, []
+    for entry in _files(path / "blocks"):
+        if ".tmp" in entry.name:
+            continue
+        hexd, _, num = entry.name.partition(".")
+        raw = Path(entry.path).read_bytes()
+        try:
+            digest, blockno = bytes.fromhex(hexd), int(num)
+            header = raw[: blockfile.HEADER_SIZE]
+            length = blockfile.HEADER.unpack_from(header)[2] if len(header) == 64 else -1
+            blockfile.decode(raw, digest, blockno, length)
+            good += 1
+        except (ValueError, struct.error):
+            bad.append(Path(entry.path))
+    return good, bad
 
 
 def prune(path: Path, to_bytes: int) -> tuple[int, int]:

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
 
     c = sub.add_parser("cache", help="inspect or shrink block cache directories")
-    c.add_argument("action", choices=("stats", "prune", "clear"))
+    c.add_argument("action", choices=("stats", "verify", "prune", "clear"))
     c.add_argument("dirs", type=Path, nargs="*", metavar="CACHE_DIR",
                    help="cache directories (default: all under the default base)")  # fmt: skip
     c.add_argument("--to", type=_size, metavar="SIZE", help="prune: keep at most SIZE of blocks")
@@ -463,6 +463,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
             if not rows:
                 print("no cache directories found")
             return 0
+        if args.action == "verify":
+            failed = 0
+            for d in dirs:
+                good, bad = cachetool.verify(d)
+                failed += len(bad)
+                print(f"{d}: {good} blocks verify, {len(bad)} corrupt")
+                for path in bad:
+                    print(f"  corrupt: {path} (discarded on first read)")
+            return 1 if failed else 0
         if args.action == "prune" and args.to is None:
             raise ConfigError("prune needs --to SIZE")
         for d in dirs:

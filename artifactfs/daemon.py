@@ -96,8 +96,10 @@ def build_store(
         request_timeout=opts.request_timeout,
         max_attempts=opts.max_attempts,
         allow_anonymous=opts.allow_anonymous,
-        read_timeout=min(15.0, opts.request_timeout),
-        connect_timeout=min(5.0, opts.request_timeout),
+        # A stalled transfer is abandoned after a third of the deadline without a
+        # byte, leaving time to retry it within the deadline.
+        read_timeout=max(1.0, min(10.0, opts.request_timeout / 3)),
+        connect_timeout=max(1.0, min(5.0, opts.request_timeout / 3)),
     )
     return S3Store(settings, session_for(store_config), metrics)
 

@@ -24,7 +24,7 @@ import cachetools
 import trio
 
 from artifactfs.cache.blocks import BlockCache, BlockId
-from artifactfs.errors import ArtifactFSError, StaleObject
+from artifactfs.errors import ArtifactFSError, StaleObject, StoreUnavailable
 from artifactfs.metrics import Metrics
 from artifactfs.readahead import SequentialDetector
 from artifactfs.singleflight import SingleFlight
@@ -33,6 +33,7 @@ from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion
 DecodedSource = Callable[[DecodedVersion, int], Awaitable[bytes]]
 
 log = logging.getLogger(__name__)
+FAILURE_MEMORY = 0.5  # seconds a failed block fetch is answered from memory
 
 
 class _HotBlocks(cachetools.LRUCache[BlockId, bytes]):
@@ -68,6 +69,9 @@ class BlockFetcher:
         # bounded by the prefetch limiter plus the readers' own requests.
         self._hot = _HotBlocks(max(memory_budget, 2 * block_size), self._dropped)
         self._flights: SingleFlight[BlockId, bytes] = SingleFlight()
+        # A block the store just failed to give: the kernel retries a failed
+        # read-ahead page at once, and must not wait a second deadline for it.
+        self._failed: dict[BlockId, tuple[float, ArtifactFSError]] = {}
         self._prefetching: set[BlockId] = set()
         self._prefetched: dict[BlockId, int] = {}  # fetched ahead, not read yet: bytes
         self._prefetch_limiter = trio.CapacityLimiter(max(1, max_prefetch))
@@ -140,6 +144,9 @@ class BlockFetcher:
                 self.metrics.readahead_used_bytes += self._prefetched.pop(bid)
                 self.metrics.prefetch_used += 1
             return data
+        failed = self._failed.get(bid)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY:
+            raise type(failed[1])(str(failed[1]))
         return await self._flights.run(bid, lambda: self._load_and_keep(version, blockno, bid))
 
     async def _load_and_keep(self, version: ObjectVersion, blockno: int, bid: BlockId) -> bytes:
@@ -150,7 +157,12 @@ class BlockFetcher:
             self.metrics.fetch_errors += 1
             if isinstance(exc, StaleObject):
                 self.metrics.stale_reads += 1
+            if isinstance(exc, StoreUnavailable):
+                if len(self._failed) > 1024:
+                    self._failed.clear()
+                self._failed[bid] = (time.monotonic(), exc)
             raise
+        self._failed.pop(bid, None)
         self._hot[bid] = data
         return data
 

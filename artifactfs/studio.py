@@ -174,7 +174,8 @@ def _expand(value: Any, env: dict[str, str] | None = None) -> str | None:
 def _store(block: Any, env: dict[str, str]) -> StoreConfig:
     if not isinstance(block, dict):
         return StoreConfig()
-    creds = (block.get("credentials") or {}).get("aws") or {}
+    credentials = block.get("credentials")
+    creds = credentials.get("aws") if isinstance(credentials, dict) else None
     if not isinstance(creds, dict):
         creds = {}
     access = _expand(creds.get("access_key"), env) or env.get("AWS_ACCESS_KEY_ID")

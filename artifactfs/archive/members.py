@@ -28,14 +28,24 @@ class Member:
     csize: int = 0  # with a codec: the compressed length at `offset`
 
 
+def is_utf8(text: str) -> bool:
+    """False for names decoded with surrogateescape from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def clean_path(name: str) -> str | None:
     """`./a/b/` -> `a/b`; None for names that must not be shown.
 
-    Refused: NUL bytes, a `..` component, a component over 255 bytes, a path
-    over 4096 bytes, and the archive root itself. Leading `/` and `./` are
-    stripped, as tar extraction does.
+    Refused: NUL bytes, bytes that are not UTF-8 (the index stores text), a
+    `..` component, a component over 255 bytes, a path over 4096 bytes, and
+    the archive root itself. Leading `/` and `./` are stripped, as tar
+    extraction does.
     """
-    if "\0" in name or len(os.fsencode(name)) > PATH_MAX:
+    if "\0" in name or not is_utf8(name) or len(os.fsencode(name)) > PATH_MAX:
         return None
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):

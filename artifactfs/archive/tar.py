@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from artifactfs.archive.members import Member, clean_path
+from artifactfs.archive.members import Member, clean_path, is_utf8
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,17 @@ def _member(info: tarfile.TarInfo, size: int, label: str) -> Member | None:
     path = clean_path(info.name)
     if path is None:
         if info.name.strip("./"):
-            log.warning("%s: member %r skipped (unsafe or too long a name)", label, info.name)
+            log.warning("%s: member %r skipped (unsafe, not UTF-8, or too long a name)", label,
+                        info.name)  # fmt: skip
         return None
     mtime_ns = int(float(info.mtime) * 1_000_000_000)
     mode = info.mode & 0o7777
     if info.isdir():
         return Member(path, "dir", mode, 0, mtime_ns, 0)
     if info.issym():
+        if not is_utf8(info.linkname) or "\0" in info.linkname:
+            log.warning("%s: symlink %r skipped (target not UTF-8)", label, path)
+            return None
         return Member(path, "symlink", mode or 0o777, len(info.linkname), mtime_ns, 0,
                       info.linkname)  # fmt: skip
     if info.islnk():

@@ -21,6 +21,7 @@ import logging
 import mmap
 import os
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BlockId = tuple[bytes, int]  # (version digest, block number)
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_WARNING_INTERVAL = 300.0  # one warning, not one per block, while the disk stays full
 
 
 @dataclass(slots=True)
@@ -81,7 +83,7 @@ class BlockCache:
         self._pins: Counter[BlockId] = Counter()
         self._total = 0
         self._io = trio.CapacityLimiter(io_threads)
-        self._disk_full_warned = False
+        self._disk_full_warned_at = -DISK_FULL_WARNING_INTERVAL
         self.evicted_blocks = 0
         self.corrupt_blocks = 0
         self.write_failures = 0
@@ -163,16 +165,16 @@ class BlockCache:
         except OSError as exc:
             self.write_failures += 1
             if exc.errno in _DISK_FULL:
-                if not self._disk_full_warned:
+                now = time.monotonic()
+                if now - self._disk_full_warned_at > DISK_FULL_WARNING_INTERVAL:
                     log.warning(
                         "cache disk full at %s: serving reads uncached until space frees up",
                         self.root,
                     )
-                    self._disk_full_warned = True
+                    self._disk_full_warned_at = now
             else:
                 log.warning("cannot write cached block %s: %s", path, exc.strerror or exc)
             return False
-        self._disk_full_warned = False
         size = blockfile.file_size(len(data))
         if block in self._index:  # raced with another writer of the same block
             return True

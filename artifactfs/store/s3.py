@@ -51,11 +51,27 @@ _EXPIRED = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _STALE = {"PreconditionFailed", "412"}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-_attempts = threading.local()  # HTTP attempts of the call running in this worker thread
+_attempts = threading.local()  # what the call running in this worker thread went through
 
 
 def _count_attempt(**_: Any) -> None:
-    _attempts.n = getattr(_attempts, "n", 0) + 1
+    box = getattr(_attempts, "box", None)
+    if box is not None:
+        box["sent"] += 1
+
+
+def _note_failure(response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+    """Remember why the last attempt failed, to name it if the deadline passes."""
+    box = getattr(_attempts, "box", None)
+    if box is None:
+        return
+    if caught_exception is not None:
+        box["last"] = type(caught_exception).__name__
+    elif response is not None:
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code") or getattr(http, "status_code", "")
+        if str(code) not in ("", "200", "206"):
+            box["last"] = f"server error {code}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +155,7 @@ class S3Store:
         self._limiter = trio.CapacityLimiter(settings.max_concurrency)
         self._clients = self._make_clients(settings.max_attempts, settings.read_timeout)
         self._unsigned_first = False
+        self._last_cause: str | None = None  # why the store's latest failed attempt failed
 
     def _make_clients(self, max_attempts: int, read_timeout: float) -> tuple[Any, ...]:
         """The signed client, then (with allow_anonymous) an unsigned one."""
@@ -164,6 +181,7 @@ class S3Store:
         )
         client = self._session.client("s3", endpoint_url=s.endpoint_url, config=config)
         client.meta.events.register("before-send.s3", _count_attempt)  # retries, for metrics
+        client.meta.events.register("needs-retry.s3", _note_failure)
         return client
 
     def describe(self) -> str:
@@ -199,14 +217,11 @@ class S3Store:
         raise refused
 
     async def _run(self, what: str, fn: Callable[[], T], deadline: float | None) -> T:
-        retried = [0]
+        box: dict[str, Any] = {"sent": 0, "last": None}
 
         def counted() -> T:
-            _attempts.n = 0
-            try:
-                return fn()
-            finally:
-                retried[0] = max(0, _attempts.n - 1)
+            _attempts.box = box
+            return fn()
 
         try:
             with trio.fail_after(deadline or self.settings.request_timeout):
@@ -215,15 +230,18 @@ class S3Store:
                 )
         except trio.TooSlowError:
             self.metrics.store_errors["Timeout"] += 1
+            why = f" (last: {box['last']})" if box["last"] else ""
             raise StoreUnavailable(
-                f"{what}: no answer within {deadline or self.settings.request_timeout:g} s"
+                f"{what}: no answer within {deadline or self.settings.request_timeout:g} s{why}"
             ) from None
         except Exception as exc:
             error = classify(exc, what)
             self.metrics.store_errors[type(error).__name__] += 1
             raise error from None
         finally:
-            self.metrics.retries += retried[0]
+            self.metrics.retries += max(0, box["sent"] - 1)
+            if box["last"]:
+                self._last_cause = box["last"]
 
     async def check(self, deadline: float = 12.0) -> None:
         """List one key with few retries, so a bad setup fails the mount fast."""
@@ -288,6 +306,7 @@ class S3Store:
         """
         what = f"s3://{self.bucket}/{version.key} [{start}+{length}]"
         attempts = self.settings.max_attempts
+        self._last_cause = None
         with trio.move_on_after(self.settings.request_timeout) as scope:
             for attempt in range(1, attempts + 1):
                 try:
@@ -295,6 +314,7 @@ class S3Store:
                         what, lambda c: self._get_sync(c, version, start, length, what)
                     )
                 except StoreUnavailable as exc:
+                    self._last_cause = str(exc).removeprefix(f"{what}: ")
                     if attempt == attempts:
                         raise
                     delay = random.uniform(0, min(4.0, 0.2 * 2**attempt))
@@ -302,7 +322,9 @@ class S3Store:
                     log.debug("%s; retry %d/%d in %.2f s", exc, attempt, attempts - 1, delay)
                     await trio.sleep(delay)
         assert scope.cancelled_caught
-        raise StoreUnavailable(f"{what}: no answer within {self.settings.request_timeout:g} s")
+        self.metrics.store_errors["Timeout"] += 1
+        why = f" (last: {self._last_cause})" if self._last_cause else ""
+        raise StoreUnavailable(f"{what}: no answer within {self.settings.request_timeout:g} s{why}")
 
     def _get_sync(
         self, client: Any, version: ObjectVersion, start: int, length: int, what: str
