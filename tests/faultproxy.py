@@ -35,9 +35,21 @@ class Fault:
     min_range: int = 0  # only GETs of at least this many bytes (not the small probes)
 
 
+_FOREIGN_KEY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
+    b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message>"
+    b"</Error>"
+)
+
+
 class FaultProxy:
-    def __init__(self, target_port: int):
+    """With `refuse_signed`, an endpoint that does not know our keys, as AWS treats
+    a MinIO key pair: every signed request gets 403 InvalidAccessKeyId, unsigned
+    ones go through (counted as "refused" and "passed")."""
+
+    def __init__(self, target_port: int, refuse_signed: bool = False):
         self.target_port = target_port
+        self.refuse_signed = refuse_signed
         self.port = free_port()
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, int, float]] = []  # request line, range length, when
@@ -111,14 +123,17 @@ class FaultProxy:
         wanted = _RANGE.search(head)
         length = int(wanted.group(2)) - int(wanted.group(1)) + 1 if wanted else 0
         self.counts["requests"] += 1
+        if self.refuse_signed and _is_signed(head):
+            self.counts["refused"] += 1
+            client.sendall(_answer(b"403 Forbidden", _FOREIGN_KEY))
+            return
+        self.counts["passed"] += 1
         self.log.append((head.split(b"\r\n")[0].decode("latin-1"), length, time.monotonic()))
         fault = self._next_fault(method, length)
         if fault is not None:
             self.counts[fault.kind] += 1
         if fault is not None and fault.kind == "503":
-            client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                           b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
-                           % (len(_SLOWDOWN), _SLOWDOWN))  # fmt: skip
+            client.sendall(_answer(b"503 Slow Down", _SLOWDOWN))
             return
         if fault is not None and fault.kind == "reset":
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -143,3 +158,13 @@ class FaultProxy:
                     time.sleep(fault.delay)
                 client.sendall(data)
                 sent += len(data)
+
+
+def _is_signed(head: bytes) -> bool:
+    text = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    return "\r\nauthorization:" in text or "x-amz-credential=" in text.split("\r\n")[0]
+
+
+def _answer(status: bytes, body: bytes) -> bytes:
+    return (b"HTTP/1.1 %s\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))  # fmt: skip

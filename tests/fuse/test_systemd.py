@@ -49,8 +49,9 @@ def unit_commands(conf: Path, cache: Path) -> dict[str, list[str]]:
         if sep and key in ("ExecStartPre", "ExecStart", "ExecStopPost"):
             value = value.lstrip("+-")
             value = value.replace("/etc/artifactfs/%i.conf", str(conf))
-            value = value.replace("${CACHE_DIRECTORY}", str(cache))
+            value = value.replace("/var/cache/artifactfs/%i", str(cache))
             value = value.replace("/usr/local/bin/artifactfs", BINARY)
+            assert "%" not in value and "$" not in value, f"unexpanded in {key}: {value}"
             commands[key] = value.split()
     return commands
 
