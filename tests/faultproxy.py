@@ -29,12 +29,16 @@ _SLOWDOWN = (
 
 @dataclass
 class Fault:
-    kind: str  # "503" | "reset" | "stall" | "slow"
+    kind: str  # "503" | "500" | "reset" | "stall" | "slow"
     after_bytes: int = 0  # stall: forward this much of the response first
     delay: float = 0.0  # slow: seconds per 64 KiB
     min_range: int = 0  # only GETs of at least this many bytes (not the small probes)
 
 
+_INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 _FOREIGN_KEY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
     b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message>"
@@ -134,6 +138,9 @@ class FaultProxy:
             self.counts[fault.kind] += 1
         if fault is not None and fault.kind == "503":
             client.sendall(_answer(b"503 Slow Down", _SLOWDOWN))
+            return
+        if fault is not None and fault.kind == "500":
+            client.sendall(_answer(b"500 Internal Server Error", _INTERNAL))
             return
         if fault is not None and fault.kind == "reset":
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

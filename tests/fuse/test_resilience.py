@@ -75,13 +75,14 @@ def test_slowdown_bursts_and_resets_are_retried_then_eio_and_counted(s3, bucket,
     (bucket / "c").write_bytes(pattern(3, 3 * MiB))
     m = proxied_mount(mount, s3, proxy, "--request-timeout", "8", "--max-attempts", "4")
     proxy.inject(Fault("503"), count=2)
+    proxy.inject(Fault("500"))
     assert (m.path / "a").read_bytes() == pattern(1, 3 * MiB)
-    assert proxy.counts["503"] == 2
+    assert proxy.counts["503"] == 2 and proxy.counts["500"] == 1
     proxy.inject(Fault("reset"), count=2)
     assert (m.path / "b").read_bytes() == pattern(2, 3 * MiB)
     assert proxy.counts["reset"] == 2
     f = figures(m)
-    assert f["counters"]["retries"] >= 4  # each answered fault was retried
+    assert f["counters"]["retries"] >= 5  # each answered fault was retried
 
     os.stat(m.path / "c")
     proxy.inject(Fault("503", min_range=1), count=10_000)  # every data GET: SlowDown
@@ -98,7 +99,7 @@ def test_slowdown_bursts_and_resets_are_retried_then_eio_and_counted(s3, bucket,
     proxy.clear()
     time.sleep(0.6)
     assert (m.path / "c").read_bytes() == pattern(3, 3 * MiB)
-    record("SlowDown and resets", injected_503=proxy.counts["503"],
+    record("SlowDown and resets", injected_503=proxy.counts["503"], injected_500=1,
            injected_resets=proxy.counts["reset"], retries=after["counters"]["retries"],
            eio_after_s=round(gave_up, 2))  # fmt: skip
 
