@@ -9,7 +9,6 @@ starts meanwhile is refused in turn: no block disappears under a reader.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import struct
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artifactfs.cache import blockfile
-from artifactfs.cache.blocks import BlockCache
+from artifactfs.cache.blocks import BlockCache, block_files, take_lock
 from artifactfs.errors import CacheInUse, ConfigError
 from artifactfs.options import default_cache_base
 
@@ -53,12 +52,9 @@ def holder(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return take_lock(fd, shared=True)
     finally:
         os.close(fd)
-    return None
 
 
 def _files(top: Path) -> Iterator[os.DirEntry[str]]:
@@ -72,7 +68,7 @@ def _files(top: Path) -> Iterator[os.DirEntry[str]]:
 
 
 def usage(path: Path) -> CacheUsage:
-    blocks = [e.stat().st_size for e in _files(path / "blocks") if ".tmp" not in e.name]
+    blocks = [entry.stat().st_size for _, entry in block_files(path / "blocks")]
     indexes = [e.stat().st_size for e in _files(path / "index")]
     return CacheUsage(path, len(blocks), sum(blocks), len(indexes), sum(indexes), holder(path))
 
@@ -82,10 +78,8 @@ def exclusive(path: Path) -> Iterator[None]:
     """Hold the directory's lock as a daemon would, or refuse with the holder's pid."""
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        pid = take_lock(fd)
+        if pid is not None:
             raise CacheInUse(
                 f"{path} is in use by artifactfs pid {pid}; unmount it first "
                 "(or let the daemon's --cache-size keep it in bounds)"
@@ -101,18 +95,13 @@ def verify(path: Path) -> tuple[int, list[Path]]:
     Returns (good blocks, bad files). A daemon discards a bad one on first
     read; temporary files of writes cut short are never served, not counted."""
     good, bad = 0, []
-    for entry in _files(path / "blocks"):
-        if ".tmp" in entry.name:
-            continue
-        hexd, _, num = entry.name.partition(".")
+    for (digest, blockno), entry in block_files(path / "blocks"):
         raw = Path(entry.path).read_bytes()
         try:
-            digest, blockno = bytes.fromhex(hexd), int(num)
-            header = raw[: blockfile.HEADER_SIZE]
-            length = blockfile.HEADER.unpack_from(header)[2] if len(header) == 64 else -1
+            length = blockfile.HEADER.unpack_from(raw)[2]  # what the header claims
             blockfile.decode(raw, digest, blockno, length)
             good += 1
-        except (ValueError, struct.error):
+        except (blockfile.CorruptBlock, struct.error):
             bad.append(Path(entry.path))
     return good, bad
 

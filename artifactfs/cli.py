@@ -294,7 +294,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
 
 
 def cmd_mount(args: argparse.Namespace, argv: list[str]) -> int:
-    from artifactfs.conffile import use_loaded_credentials
+    from artifactfs.credentials import use_loaded_credentials
     from artifactfs.logsetup import setup_logging
 
     try:
@@ -350,8 +350,10 @@ def _mount_in_background(opts: MountOptions, argv: list[str]) -> int:
 
 def _stop_wedged_daemon(proc: subprocess.Popen[bytes], mountpoint: Path) -> None:
     """A daemon that never became ready must not stay behind, nor its mount."""
+    from artifactfs.probe import detach
+
     stop_process(proc)
-    subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+    detach(mountpoint)
 
 
 def _read_line(fd: int, timeout: float) -> str:

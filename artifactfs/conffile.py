@@ -59,22 +59,15 @@ def conf_to_argv(path: Path) -> list[str]:
     settings = read_conf(path)
     argv = [settings.pop("source")] if "source" in settings else []
     argv.append(settings.pop("mountpoint"))
+    return argv + flags(settings)
+
+
+def flags(settings: dict[str, str]) -> list[str]:
+    """`{"cache-size": "20G", "allow-other": "true"}` -> `--cache-size 20G --allow-other`."""
+    argv: list[str] = []
     for key, value in settings.items():
         if value.lower() in ("true", "yes", "on"):
             argv.append(f"--{key}")
-        elif value.lower() in ("false", "no", "off"):
-            continue
-        else:
+        elif value.lower() not in ("false", "no", "off"):
             argv += [f"--{key}", value]
     return argv
-
-
-def use_loaded_credentials() -> None:
-    """Under systemd, `LoadCredential=aws:...` puts an AWS credentials file in
-    $CREDENTIALS_DIRECTORY; point botocore's shared-file lookup at it."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return
-    aws = Path(directory) / "aws"
-    if aws.is_file() and "AWS_SHARED_CREDENTIALS_FILE" not in os.environ:
-        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(aws)

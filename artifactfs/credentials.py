@@ -8,6 +8,8 @@ secret a session holds is handed to the log redactor as the session is made.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import boto3
 
@@ -43,3 +45,14 @@ def session_for(store_config: StoreConfig | None = None) -> boto3.session.Sessio
             redactor.add(frozen.secret_key, frozen.token)
         _sessions[ident] = session
     return session
+
+
+def use_loaded_credentials() -> None:
+    """Under systemd, `LoadCredential=aws:...` puts an AWS credentials file in
+    $CREDENTIALS_DIRECTORY; point botocore's shared-file lookup at it."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return
+    aws = Path(directory) / "aws"
+    if aws.is_file() and "AWS_SHARED_CREDENTIALS_FILE" not in os.environ:
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(aws)

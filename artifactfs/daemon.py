@@ -8,6 +8,7 @@ leaves nothing mounted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,53 +212,54 @@ async def _serve(opts: MountOptions, ready: ReadyPipe) -> int:
         def current() -> dict[str, Any]:
             return figures(metrics, disk, **about)
 
-        exporter = _start_exporter(opts, metrics, disk)  # before mounting: it may fail
         # /dev/fd/N: libfuse serves a descriptor mounted by someone else (kernel-mount)
         target = str(opts.mountpoint) if opts.fuse_fd is None else f"/dev/fd/{opts.fuse_fd}"
-        try:
+        with _metrics_endpoint(opts, metrics, disk, about):  # before mounting: it may fail
             pyfuse3.init(ArtifactOperations(model), target, fuse_options(opts))
-        except BaseException:
-            if exporter is not None:
-                exporter.shutdown()
-            raise
-        log.info(
-            "mounted %s (%s) at %s, cache %s (%d blocks, %d bytes of %d)",
-            opts.source, store.describe(), opts.mountpoint, cache_dir,
-            disk.stats().blocks, disk.stats().bytes, disk.limit,
-        )  # fmt: skip
-        try:
-            async with trio.open_nursery() as nursery:
-                fetcher.attach(nursery)
-                nursery.start_soon(_stop_on_signals)
-                nursery.start_soon(_dump_on_sigusr1, current)
-                nursery.start_soon(_serve_control, opts.mountpoint, current)
-                nursery.start_soon(_announce_ready, opts, ready)
-                await pyfuse3.main()
-                with trio.move_on_after(30):
-                    await fetcher.drain()  # blocks read but not yet on disk
-                nursery.cancel_scope.cancel()
-        finally:
-            sd_notify("STOPPING=1")
-            if exporter is not None:
-                exporter.shutdown()
-            pyfuse3.close(unmount=opts.fuse_fd is None)  # else ExecStopPost unmounts
-            counters = " ".join(f"{k}={v}" for k, v in metrics.snapshot().items())
-            log.info("unmounted %s; %s", opts.mountpoint, counters)
+            log.info(
+                "mounted %s (%s) at %s, cache %s (%d blocks, %d bytes of %d)",
+                opts.source, store.describe(), opts.mountpoint, cache_dir,
+                disk.stats().blocks, disk.stats().bytes, disk.limit,
+            )  # fmt: skip
+            try:
+                async with trio.open_nursery() as nursery:
+                    fetcher.attach(nursery)
+                    nursery.start_soon(_stop_on_signals)
+                    nursery.start_soon(_dump_on_sigusr1, current)
+                    nursery.start_soon(_serve_control, opts.mountpoint, current)
+                    nursery.start_soon(_announce_ready, opts, ready)
+                    await pyfuse3.main()
+                    with trio.move_on_after(30):
+                        await fetcher.drain()  # blocks read but not yet on disk
+                    nursery.cancel_scope.cancel()
+            finally:
+                sd_notify("STOPPING=1")
+                pyfuse3.close(unmount=opts.fuse_fd is None)  # else ExecStopPost unmounts
+                counters = " ".join(f"{k}={v}" for k, v in metrics.snapshot().items())
+                log.info("unmounted %s; %s", opts.mountpoint, counters)
         return 0
     finally:
         await store.aclose()
         os.close(lock_fd)
 
 
-def _start_exporter(opts: MountOptions, metrics: Metrics, disk: BlockCache) -> Any:
+@contextlib.contextmanager
+def _metrics_endpoint(
+    opts: MountOptions, metrics: Metrics, disk: BlockCache, about: dict[str, Any]
+) -> Iterator[None]:
+    """The Prometheus endpoint for the mount's life, if --metrics-address asks for one."""
     if not opts.metrics_address:
-        return None
-    info = {"mountpoint": str(opts.mountpoint), "source": str(opts.source),
-            "version": __version__}  # fmt: skip
+        yield
+        return
+    info = {k: str(about[k]) for k in ("mountpoint", "source", "version")}
     try:
-        return serve_metrics(opts.metrics_address, MountCollector(metrics, disk, info))
+        server = serve_metrics(opts.metrics_address, MountCollector(metrics, disk, info))
     except OSError as exc:
         raise ConfigError(f"--metrics-address {opts.metrics_address}: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        server.shutdown()
 
 
 async def _fetch_experiment(opts: MountOptions, config: StudioConfig) -> Experiment:

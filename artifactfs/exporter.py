@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 
 from artifactfs.metrics import Histogram, Metrics
+from artifactfs.options import parse_address
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,7 @@ class MountCollector:
         yield fuse_latency
         fuse_errors = CounterMetricFamily("artifactfs_fuse_errors", "FUSE requests answered "
                                           "with an error", labels=["op", "errno"])  # fmt: skip
-        for key, n in sorted(m.fuse_errors.items()):
-            op, _, code = key.partition(":")
+        for (op, code), n in sorted(m.fuse_errors.items()):
             fuse_errors.add_metric([op, code], n)
         yield fuse_errors
 
@@ -118,14 +118,6 @@ class MountCollector:
         ahead.add_metric(["used"], m.readahead_used_bytes)
         ahead.add_metric(["wasted"], m.readahead_wasted_bytes)
         yield ahead
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[v6]:PORT` -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host or int(port) > 65535:
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9108")
-    return host.strip("[]"), int(port)
 
 
 def serve(address: str, collector: MountCollector) -> Any:

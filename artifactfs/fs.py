@@ -60,12 +60,12 @@ def _errors(fn: Callable[P, Awaitable[R]], op: str | None = None) -> Callable[P,
         try:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError as exc:
-            metrics.fuse_errors[f"{name}:{errno.errorcode.get(exc.errno, exc.errno)}"] += 1
+            metrics.count_fuse_error(name, exc.errno)
             raise
         except Exception as exc:
             _log_failure(name, exc)
             code = errno_for(exc)
-            metrics.fuse_errors[f"{name}:{errno.errorcode.get(code, code)}"] += 1
+            metrics.count_fuse_error(name, code)
             raise pyfuse3.FUSEError(code) from None
         finally:
             metrics.observe_fuse(name, time.perf_counter() - start)
@@ -180,22 +180,14 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         return True
 
-    # Every write-like operation: EROFS (the mount is also `ro` for the kernel).
-    setattr = _errors(_read_only, "setattr")
-    mknod = _errors(_read_only, "mknod")
-    mkdir = _errors(_read_only, "mkdir")
-    unlink = _errors(_read_only, "unlink")
-    rmdir = _errors(_read_only, "rmdir")
-    symlink = _errors(_read_only, "symlink")
-    rename = _errors(_read_only, "rename")
-    link = _errors(_read_only, "link")
-    write = _errors(_read_only, "write")
-    create = _errors(_read_only, "create")
-    setxattr = _errors(_read_only, "setxattr")
-    removexattr = _errors(_read_only, "removexattr")
-
     async def fsync(self, fh: int, datasync: bool) -> None:
         return None  # nothing is ever dirty
 
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         return None
+
+
+# Every write-like operation: EROFS (the mount is also `ro` for the kernel).
+for _op in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link",
+            "write", "create", "setxattr", "removexattr"):  # fmt: skip
+    setattr(ArtifactOperations, _op, _errors(_read_only, _op))

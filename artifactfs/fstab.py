@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 from artifactfs.cli import main as artifactfs_main
+from artifactfs.conffile import flags
 
 _FOR_MOUNT = {"defaults", "ro", "rw", "auto", "noauto", "user", "users", "nouser", "_netdev",
               "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
@@ -23,22 +24,15 @@ _FOR_MOUNT = {"defaults", "ro", "rw", "auto", "noauto", "user", "users", "nouser
 
 def translate(source: str, mountpoint: str, options: str) -> list[str]:
     """mount(8)'s arguments -> `artifactfs mount` arguments."""
-    flags: list[str] = []
-    conf = None
+    settings: dict[str, str] = {}
     for opt in filter(None, options.split(",")):
         key, sep, value = opt.partition("=")
-        if key in _FOR_MOUNT or key.startswith(("x-", "comment=")):
-            continue
-        key = key.replace("_", "-")
-        if key == "conf":
-            conf = value
-        elif sep:
-            flags += [f"--{key}", value]
-        else:
-            flags.append(f"--{key}")
+        if key not in _FOR_MOUNT and not key.startswith(("x-", "comment=")):
+            settings[key.replace("_", "-")] = value if sep else "true"
+    conf = settings.pop("conf", None)
     if conf is not None:
-        return ["mount", "--conf", conf, *flags]
-    return ["mount", source, mountpoint, *flags]
+        return ["mount", "--conf", conf, *flags(settings)]
+    return ["mount", source, mountpoint, *flags(settings)]
 
 
 def main(argv: list[str] | None = None) -> int:

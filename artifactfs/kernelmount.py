@@ -22,7 +22,7 @@ from pathlib import Path
 
 from artifactfs.errors import ConfigError
 from artifactfs.notify import sd_notify
-from artifactfs.probe import clear_dead_mount
+from artifactfs.probe import clear_dead_mount, detach
 
 FD_NAME = "fuse"
 
@@ -65,7 +65,7 @@ def mount_into_fd_store(mountpoint: Path, options: set[str]) -> None:
     try:
         sd_notify(f"FDSTOREREMOVE=1\nFDNAME={FD_NAME}")  # one left by an earlier run
         if not sd_notify(f"FDSTORE=1\nFDNAME={FD_NAME}\nFDPOLL=0", (fd,)):
-            subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+            detach(mountpoint)
             raise ConfigError("systemd did not take the FUSE descriptor (NOTIFY_SOCKET)")
     finally:
         os.close(fd)

@@ -9,6 +9,7 @@ exporter, and the model's tests check counters without a scrape.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class Metrics:
     get_latency: Histogram = field(default_factory=Histogram)
     store_errors: Counter[str] = field(default_factory=Counter)  # by error kind
     fuse_ops: Counter[str] = field(default_factory=Counter)
-    fuse_errors: Counter[str] = field(default_factory=Counter)  # by errno name
+    fuse_errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (op, errno name)
     fuse_latency: dict[str, Histogram] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -99,6 +100,9 @@ class Metrics:
         if hist is None:
             hist = self.fuse_latency[op] = Histogram()
         hist.observe(seconds)
+
+    def count_fuse_error(self, op: str, code: int) -> None:
+        self.fuse_errors[(op, errno.errorcode.get(code, str(code)))] += 1
 
     def snapshot(self) -> dict[str, int]:
         """The plain counters (one line in the log at unmount)."""
@@ -126,12 +130,12 @@ def figures(metrics: Metrics, cache: Any | None = None, **about: Any) -> dict[st
     out["get_latency"] = metrics.get_latency.summary()
     out["store_errors"] = dict(metrics.store_errors)
     out["fuse"] = {
-        op: {"count": metrics.fuse_ops[op], "errors": 0, **hist.summary()}
+        op: {
+            "count": metrics.fuse_ops[op],
+            "errors": sum(n for (o, _), n in metrics.fuse_errors.items() if o == op),
+            **hist.summary(),
+        }
         for op, hist in sorted(metrics.fuse_latency.items())
     }
-    for name, n in metrics.fuse_errors.items():
-        op, _, _ = name.partition(":")
-        if op in out["fuse"]:
-            out["fuse"][op]["errors"] += n
-    out["fuse_errors"] = dict(metrics.fuse_errors)
+    out["fuse_errors"] = {f"{op}:{code}": n for (op, code), n in metrics.fuse_errors.items()}
     return out

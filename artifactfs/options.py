@@ -23,6 +23,14 @@ def parse_size(text: str) -> int:
     return int(number * 1024 ** " kmgtp".index(unit or " "))
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9108")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """What is mounted: a bucket (and prefix) on S3, or a local directory."""
@@ -121,8 +129,6 @@ class MountOptions:
         if self.cache_size < 4 * self.block_size:
             raise ConfigError("--cache-size must hold at least four blocks")
         if self.metrics_address:
-            from artifactfs.exporter import parse_address
-
             try:
                 parse_address(self.metrics_address)
             except ValueError as exc:

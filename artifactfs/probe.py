@@ -77,5 +77,10 @@ def clear_dead_mount(path: Path) -> bool:
     """Detach a dead mount left by a daemon that died; True if there was one."""
     if not is_dead_mount(path):
         return False
-    subprocess.run(["fusermount3", "-uz", str(path)], capture_output=True)
+    detach(path)
     return True
+
+
+def detach(path: Path) -> None:
+    """Lazily unmount whatever is mounted at `path` (fusermount3 -uz); quiet if nothing is."""
+    subprocess.run(["fusermount3", "-uz", str(path)], capture_output=True)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,39 @@ class CacheStats:
     write_failures: int
 
 
+def take_lock(fd: int, shared: bool = False) -> str | None:
+    """Lock a cache directory's lock file; None once held, else the holder's pid."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    return None
+
+
+def block_files(
+    blocks_dir: Path, drop_temporaries: bool = False
+) -> Iterator[tuple[BlockId, os.DirEntry[str]]]:
+    """Every block file under `blocks_dir` with the block its name says it holds.
+
+    Temporary files (writes cut short; removed with `drop_temporaries`) and
+    names that are not blocks are passed over."""
+    if not blocks_dir.is_dir():
+        return
+    for sub in os.scandir(blocks_dir):
+        if not sub.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(sub.path):
+            hexd, _, num = entry.name.partition(".")
+            if ".tmp" in entry.name:
+                if drop_temporaries:
+                    _unlink_quietly(entry.path)
+                continue
+            try:
+                yield (bytes.fromhex(hexd), int(num)), entry
+            except ValueError:
+                continue
+
+
 def lock_cache_dir(path: Path) -> int:
     """Create the cache directory (0700) and hold its lock for this process's life.
 
@@ -57,10 +91,8 @@ def lock_cache_dir(path: Path) -> int:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    holder = take_lock(fd)
+    if holder is not None:
         os.close(fd)
         raise CacheInUse(
             f"cache directory {path} is in use by another artifactfs (pid {holder}); "
@@ -97,21 +129,12 @@ class BlockCache:
         """Rebuild the index from the directory, oldest first; drop temp leftovers."""
         self._blocks_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         found: list[tuple[int, BlockId, int]] = []
-        for sub in self._blocks_dir.iterdir():
-            if not sub.is_dir():
+        for block, entry in block_files(self._blocks_dir, drop_temporaries=True):
+            try:
+                st = entry.stat()
+            except OSError:
                 continue
-            for entry in os.scandir(sub):
-                name = entry.name
-                if ".tmp" in name:
-                    _unlink_quietly(entry.path)
-                    continue
-                hexd, _, num = name.partition(".")
-                try:
-                    block = (bytes.fromhex(hexd), int(num))
-                    st = entry.stat()
-                except (ValueError, OSError):
-                    continue
-                found.append((st.st_mtime_ns, block, st.st_size))
+            found.append((st.st_mtime_ns, block, st.st_size))
         found.sort()
         self._index.clear()
         self._total = 0

@@ -7,6 +7,7 @@ by it, so two versions of one key can never be mixed in a read.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -91,6 +92,15 @@ def normalize_etag(raw: str | None, size: int, mtime_ns: int) -> str:
     if etag:
         return etag
     return f"weak:{size:x}:{mtime_ns // 1_000_000_000:x}"
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+def content_range_total(header: str | None) -> int | None:
+    """The object's total size from a `Content-Range: bytes a-b/total` header."""
+    m = _CONTENT_RANGE.match(header or "")
+    return int(m.group(3)) if m else None
 
 
 def is_weak(etag: str) -> bool:

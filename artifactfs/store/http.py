@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -26,11 +25,16 @@ from artifactfs.errors import (
     StaleObject,
     StoreUnavailable,
 )
-from artifactfs.store.base import ListPage, ObjectInfo, ObjectVersion, normalize_etag
+from artifactfs.store.base import (
+    ListPage,
+    ObjectInfo,
+    ObjectVersion,
+    content_range_total,
+    normalize_etag,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 def public_url(url: str) -> str:
@@ -115,10 +119,9 @@ class HttpStore:
                 redirect=True, preload_content=True,
             )  # fmt: skip
             self._check(resp.status)
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-            if resp.status != 206 or not m:
+            total = content_range_total(resp.headers.get("Content-Range"))
+            if resp.status != 206 or total is None:
                 raise StoreUnavailable(f"{what}: the server does not serve byte ranges")
-            total = int(m.group(3))
             mtime = self._mtime_ns(resp.headers.get("Last-Modified"))
             if total != version.size or normalize_etag(resp.headers.get("ETag"), total,
                                                        mtime) != version.etag:  # fmt: skip

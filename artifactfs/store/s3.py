@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,14 @@ from artifactfs.errors import (
     StoreUnavailable,
 )
 from artifactfs.metrics import Metrics
-from artifactfs.store.base import ListPage, ObjectInfo, ObjectVersion, is_weak, normalize_etag
+from artifactfs.store.base import (
+    ListPage,
+    ObjectInfo,
+    ObjectVersion,
+    content_range_total,
+    is_weak,
+    normalize_etag,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +56,6 @@ _DENIED = {
 _EXPIRED = {"ExpiredToken", "TokenRefreshRequired", "RequestExpired"}
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _STALE = {"PreconditionFailed", "412"}
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _attempts = threading.local()  # what the call running in this worker thread went through
 
 
@@ -88,6 +93,12 @@ class S3Settings:
     request_timeout: float = 30.0  # the deadline of one whole operation, retries included
     max_attempts: int = 3
     allow_anonymous: bool = False  # retry unsigned what the credentials are refused for
+
+
+def _total_size(resp: dict[str, Any]) -> int:
+    """The object's size from a (ranged) GET: Content-Range's total, else the length."""
+    total = content_range_total(resp.get("ContentRange"))
+    return total if total is not None else int(resp.get("ContentLength", -1))
 
 
 def _mtime_ns(value: datetime | None) -> int:
@@ -155,7 +166,6 @@ class S3Store:
         self._limiter = trio.CapacityLimiter(settings.max_concurrency)
         self._clients = self._make_clients(settings.max_attempts, settings.read_timeout)
         self._unsigned_first = False
-        self._last_cause: str | None = None  # why the store's latest failed attempt failed
 
     def _make_clients(self, max_attempts: int, read_timeout: float) -> tuple[Any, ...]:
         """The signed client, then (with allow_anonymous) an unsigned one."""
@@ -194,14 +204,17 @@ class S3Store:
         fn: Callable[[Any], T],
         deadline: float | None = None,
         clients: tuple[Any, ...] | None = None,
+        trace: dict[str, str] | None = None,
     ) -> T:
-        """Run `fn(client)` in a worker thread; refused signed, try unsigned if allowed."""
+        """Run `fn(client)` in a worker thread; refused signed, try unsigned if allowed.
+
+        `trace["last"]` is set to why the latest failed attempt failed."""
         clients = clients or self._clients
         order = clients[::-1] if self._unsigned_first else clients
         refused: AccessDenied | None = None
         for client in order:
             try:
-                result = await self._run(what, lambda c=client: fn(c), deadline)
+                result = await self._run(what, lambda c=client: fn(c), deadline, trace)
             except AccessDenied as exc:
                 refused = refused or exc
                 continue
@@ -216,7 +229,9 @@ class S3Store:
             raise AccessDenied(f"{refused}; refused unsigned as well") from None
         raise refused
 
-    async def _run(self, what: str, fn: Callable[[], T], deadline: float | None) -> T:
+    async def _run(
+        self, what: str, fn: Callable[[], T], deadline: float | None, trace: dict[str, str] | None
+    ) -> T:
         box: dict[str, Any] = {"sent": 0, "last": None}
 
         def counted() -> T:
@@ -229,19 +244,21 @@ class S3Store:
                     counted, limiter=self._limiter, abandon_on_cancel=True
                 )
         except trio.TooSlowError:
-            self.metrics.store_errors["Timeout"] += 1
-            why = f" (last: {box['last']})" if box["last"] else ""
-            raise StoreUnavailable(
-                f"{what}: no answer within {deadline or self.settings.request_timeout:g} s{why}"
-            ) from None
+            seconds = deadline or self.settings.request_timeout
+            raise self._no_answer(what, seconds, box["last"]) from None
         except Exception as exc:
             error = classify(exc, what)
             self.metrics.store_errors[type(error).__name__] += 1
             raise error from None
         finally:
             self.metrics.retries += max(0, box["sent"] - 1)
-            if box["last"]:
-                self._last_cause = box["last"]
+            if trace is not None and box["last"]:
+                trace["last"] = box["last"]
+
+    def _no_answer(self, what: str, seconds: float, cause: str | None) -> StoreUnavailable:
+        self.metrics.store_errors["Timeout"] += 1
+        why = f" (last: {cause})" if cause else ""
+        return StoreUnavailable(f"{what}: no answer within {seconds:g} s{why}")
 
     async def check(self, deadline: float = 12.0) -> None:
         """List one key with few retries, so a bad setup fails the mount fast."""
@@ -269,8 +286,7 @@ class S3Store:
                 raise
         resp = client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")
         resp["Body"].close()
-        m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
-        return {**resp, "ContentLength": int(m.group(3)) if m else resp["ContentLength"]}
+        return {**resp, "ContentLength": _total_size(resp)}
 
     async def list_page(
         self,
@@ -306,15 +322,16 @@ class S3Store:
         """
         what = f"s3://{self.bucket}/{version.key} [{start}+{length}]"
         attempts = self.settings.max_attempts
-        self._last_cause = None
+        trace: dict[str, str] = {}
         with trio.move_on_after(self.settings.request_timeout) as scope:
             for attempt in range(1, attempts + 1):
                 try:
                     return await self._call(
-                        what, lambda c: self._get_sync(c, version, start, length, what)
-                    )
+                        what, lambda c: self._get_sync(c, version, start, length, what),
+                        trace=trace,
+                    )  # fmt: skip
                 except StoreUnavailable as exc:
-                    self._last_cause = str(exc).removeprefix(f"{what}: ")
+                    trace["last"] = str(exc).removeprefix(f"{what}: ")
                     if attempt == attempts:
                         raise
                     delay = random.uniform(0, min(4.0, 0.2 * 2**attempt))
@@ -322,9 +339,7 @@ class S3Store:
                     log.debug("%s; retry %d/%d in %.2f s", exc, attempt, attempts - 1, delay)
                     await trio.sleep(delay)
         assert scope.cancelled_caught
-        self.metrics.store_errors["Timeout"] += 1
-        why = f" (last: {self._last_cause})" if self._last_cause else ""
-        raise StoreUnavailable(f"{what}: no answer within {self.settings.request_timeout:g} s{why}")
+        raise self._no_answer(what, self.settings.request_timeout, trace.get("last"))
 
     def _get_sync(
         self, client: Any, version: ObjectVersion, start: int, length: int, what: str
@@ -339,8 +354,7 @@ class S3Store:
         resp = client.get_object(**kwargs)
         body = resp["Body"]
         try:
-            m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
-            total = int(m.group(3)) if m else int(resp.get("ContentLength", -1))
+            total = _total_size(resp)
             etag = normalize_etag(resp.get("ETag"), total, _mtime_ns(resp.get("LastModified")))
             if total != version.size or etag != version.etag:
                 raise StaleObject(f"{what}: the object was replaced since it was opened")
