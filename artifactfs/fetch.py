@@ -106,8 +106,13 @@ class BlockFetcher:
         off: int,
         size: int,
         detector: SequentialDetector | None = None,
-    ) -> bytes:
-        """Bytes [off, off+size) of `version`, clipped at its end."""
+        zero_copy: bool = False,
+    ) -> bytes | memoryview:
+        """Bytes [off, off+size) of `version`, clipped at its end.
+
+        With `zero_copy`, a read within one block is a view of the cached block
+        rather than a copy: the kernel reply path takes any buffer, and a
+        sequential read otherwise copies every byte once more in Python."""
         end = min(off + size, version.size)
         if off >= end:
             return b""
@@ -126,6 +131,8 @@ class BlockFetcher:
                     detector.scheduled_until = stop
         if first == last:
             data = await self.block(version, first)
+            if zero_copy:
+                return memoryview(data)[off - first * bs : end - first * bs]
             return data[off - first * bs : end - first * bs]
         parts = []
         for b in range(first, last + 1):

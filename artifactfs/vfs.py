@@ -362,7 +362,8 @@ class FileSystemModel:
         self._files[fh] = OpenFile(node, version, detector)
         return fh, keep_cache
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+        """Bytes for the kernel; possibly a view of a cached block (see BlockFetcher.read)."""
         handle = self._files.get(fh)
         if handle is None:
             raise BadHandle(f"file handle {fh}")
@@ -373,7 +374,7 @@ class FileSystemModel:
             if handle.segments is not None:
                 return await self._read_sparse(handle, off, size)
             off += handle.base
-        return await self.fetcher.read(handle.version, off, size, handle.detector)
+        return await self.fetcher.read(handle.version, off, size, handle.detector, zero_copy=True)
 
     async def _read_sparse(self, handle: OpenFile, off: int, size: int) -> bytes:
         """Holes read as zeros; data segments come from the packed data in the archive."""

@@ -83,6 +83,26 @@ def test_file_source_serves_a_local_directory(tmp_path, mount):
     assert (m.path / "a" / "b.txt").read_text() == "local bytes"
 
 
+def test_close_and_fsync_succeed_without_the_daemon(tmp_path, mount):
+    """flush/fsync are left unimplemented (ENOSYS) so the kernel stops asking;
+    the caller must still see success, for files and directories alike."""
+    src = tmp_path / "local"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 5000)
+    m = mount(f"file://{src}")
+    for _ in range(3):
+        fd = os.open(m.path / "f", os.O_RDONLY)
+        assert os.read(fd, 10_000) == b"x" * 5000
+        os.fsync(fd)
+        os.fdatasync(fd)
+        os.close(fd)
+        dfd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+    with open(m.path / "f", "rb") as f, open(m.path / "f", "rb") as g:  # two handles, one file
+        assert f.read() == g.read()
+
+
 @pytest.fixture
 def nine_mib(s3, bucket, mount):
     data = os.urandom(9 * MIB + 333)
