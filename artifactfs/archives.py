@@ -11,8 +11,10 @@ foreign one is deleted and rebuilt.
 
 A compressed tar is decoded once, sequentially: the same pass builds the
 index and puts the decoded stream into the block cache as the blocks of a
-DecodedVersion. A decoded block that was evicted is made again by decoding
-from the start up to it (checkpoints for gzip/zstd are future work).
+DecodedVersion. A decoded block that was evicted is made again: for gzip
+from the nearest seek point saved by that pass (the compressed bytes it
+needs fetched in parallel first), for the other codecs by decoding from the
+start up to it.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ import zstandard
 from artifactfs.archive.codecs import (
     COMPRESSED,
     DECODE_ERRORS,
+    GZIP_READ_BUFFER,
     InflateReader,
     open_at_checkpoint,
     open_decoder,
     save_checkpoints,
 )
 from artifactfs.archive.detect import SNIFF_BYTES, Format, detect
+from artifactfs.archive.gzindex import (
+    SeekPoints,
+    SeekPointsDamaged,
+    convert_export,
+    read_seek_points,
+)
 from artifactfs.archive.index import ArchiveIndex, IndexUnusable, build_index
 from artifactfs.archive.members import Member
 from artifactfs.archive.rangefile import Fetch, RangeFile
@@ -60,6 +69,34 @@ def sidecar_key(key: str) -> str:
 
 
 _SEQUENTIAL_WINDOW = 8 << 20  # compressed bytes fetched per request while decoding
+_SPAN_PART = 2 << 20  # a compressed span is fetched in parallel GETs of this size
+
+
+def _span_fetch(span: bytes, span_start: int, fetch: Fetch) -> Fetch:
+    """Ranges within a prefetched span come from memory, the rest from `fetch`."""
+    span_end = span_start + len(span)
+
+    def get(offset: int, length: int) -> bytes:
+        if not span_start <= offset < span_end:
+            return fetch(offset, length)
+        head = span[offset - span_start : offset - span_start + length]
+        if len(head) == length:
+            return head
+        return head + fetch(span_end, length - len(head))
+
+    return get
+
+
+def _load_seek_points(path: Path) -> SeekPoints:
+    """Read a seek-point file; one saved by an older artifactfs as indexed_gzip's raw
+    export (`.gzidx`) is converted first."""
+    legacy = path.with_suffix(".gzidx")
+    if not path.exists() and legacy.exists():
+        tmp = path.with_name(path.name + ".tmp")
+        convert_export(legacy, tmp)
+        tmp.replace(path)
+        legacy.unlink()
+    return read_seek_points(path)
 
 
 class CorruptArchive(ArtifactFSError):
@@ -89,6 +126,7 @@ class ArchiveService:
         self._open: cachetools.LRUCache[bytes, ArchiveIndex] = cachetools.LRUCache(256)
         self._builds: SingleFlight[bytes, ArchiveIndex] = SingleFlight()
         self._sniff_limiter = trio.CapacityLimiter(16)
+        self._seek_points: cachetools.LRUCache[Path, SeekPoints] = cachetools.LRUCache(64)
 
     def index_path(self, version: ObjectVersion) -> Path:
         return self.index_dir / f"{version.digest.hex()}.sqlite"
@@ -360,14 +398,14 @@ class ArchiveService:
         return build
 
     def checkpoints_path(self, source_digest: bytes) -> Path:
-        return self.index_dir / f"{source_digest.hex()}.gzidx"
+        return self.index_dir / f"{source_digest.hex()}.seekpoints"
 
     def _keep_checkpoints(self, decoder: BinaryIO, version: ObjectVersion) -> None:
         path = self.checkpoints_path(version.digest)
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if save_checkpoints(decoder, str(tmp)):
+            if save_checkpoints(decoder, tmp):
                 tmp.replace(path)
         except (OSError, *DECODE_ERRORS) as exc:
             log.warning("%s: seek points not saved (%s)", version.key, exc)
@@ -384,6 +422,49 @@ class ArchiveService:
                     return cached
             return await self._redecode(version, blockno)
 
+    async def _points_of(self, version: DecodedVersion) -> SeekPoints | None:
+        """The checked point table of a gzip stream's seek points, remembered; None
+        when there is none or it is damaged (then deleted: decode from the start)."""
+        path = self.checkpoints_path(version.source_digest)
+        if version.codec != Format.GZIP.value:
+            return None
+        if path not in self._seek_points:
+            try:
+                self._seek_points[path] = await trio.to_thread.run_sync(_load_seek_points, path)
+            except FileNotFoundError:
+                return None
+            except (OSError, SeekPointsDamaged) as exc:
+                self._drop_seek_points(version, exc)
+                return None
+        return self._seek_points[path]
+
+    def _drop_seek_points(self, version: DecodedVersion, why: BaseException) -> None:
+        path = self.checkpoints_path(version.source_digest)
+        log.warning("%s: seek points unusable (%s); decoding from the start from now on",
+                    version.key, why)  # fmt: skip
+        self._seek_points.pop(path, None)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".gzidx").unlink(missing_ok=True)  # an older artifactfs's export
+
+    async def _fetch_span(self, source: ObjectVersion, start: int, end: int) -> bytes:
+        """Bytes [start, end) of `source` in parallel ranged GETs."""
+        parts: dict[int, bytes] = {}
+        failures: list[ArtifactFSError] = []  # kept out of the nursery's ExceptionGroup
+
+        async def get(offset: int) -> None:
+            try:
+                length = min(_SPAN_PART, end - offset)
+                parts[offset] = await self.store.get_range(source, offset, length)
+            except ArtifactFSError as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for offset in range(start, end, _SPAN_PART):
+                nursery.start_soon(get, offset)
+        if failures:
+            raise failures[0]
+        return b"".join(parts[offset] for offset in sorted(parts))
+
     async def _redecode(self, version: DecodedVersion, blockno: int) -> bytes:
         # Every ranged GET below is pinned to this version's ETag and size (StaleObject
         # if the archive was replaced), so no HEAD is needed first.
@@ -393,44 +474,58 @@ class ArchiveService:
         fetch = self._fetcher(source)
         put = self._block_sink(source, version.codec)
         wanted: list[bytes] = []
+        start = blockno * self.block_size
+        want = max(0, min(self.block_size, version.size - start))
+        points = await self._points_of(version)
+        if points is not None:
+            lo, hi = points.compressed_span(start, start + want, GZIP_READ_BUFFER)
+            fetch = _span_fetch(await self._fetch_span(source, lo, hi), lo, fetch)
+        damaged: list[SeekPointsDamaged] = []
 
         def on_block(n: int, data: bytes) -> None:
             put(n, data)
             if n == blockno:
                 wanted.append(data)
 
-        def decode() -> None:
+        def decode_from_seek_point(points: SeekPoints) -> None:
+            reader = open_at_checkpoint(RangeFile(fetch, source.size), points, start, start + want)  # type: ignore[arg-type]
+            data = bytearray()
+            while len(data) < want and (chunk := reader.read(want - len(data))):
+                data += chunk
+            on_block(blockno, bytes(data))
+
+        def decode_from_start() -> None:
             decoder: BinaryIO
             if version.codec.startswith("deflate:"):  # one zip member's compressed range
-                _, start, length = version.codec.split(":")
-                base = int(start)
+                _, member_start, length = version.codec.split(":")
+                base = int(member_start)
                 raw = RangeFile(lambda o, n: fetch(base + o, n), int(length),
                                 window=_SEQUENTIAL_WINDOW)  # fmt: skip
                 decoder = InflateReader(raw)  # type: ignore[arg-type]
             else:
                 raw = RangeFile(fetch, source.size)
-                points = self.checkpoints_path(version.source_digest)
-                if version.codec == Format.GZIP.value and points.exists():
-                    reader = open_at_checkpoint(raw, str(points))  # type: ignore[arg-type]
-                    start = blockno * self.block_size
-                    reader.seek(start)
-                    want = max(0, min(self.block_size, version.size - start))
-                    data = bytearray()
-                    while len(data) < want and (chunk := reader.read(want - len(data))):
-                        data += chunk
-                    on_block(blockno, bytes(data))
-                    return
                 decoder = open_decoder(Format(version.codec), raw)  # type: ignore[arg-type]
-            tee = BlockTee(decoder, self.block_size, on_block, self.max_decoded, blockno)
+            BlockTee(decoder, self.block_size, on_block, self.max_decoded, blockno).drain()
+
+        def decode() -> None:
             try:
-                tee.drain()
+                if points is not None:
+                    try:
+                        return decode_from_seek_point(points)
+                    except SeekPointsDamaged as exc:
+                        damaged.append(exc)
+                decode_from_start()
             except (DecodeLimit, *DECODE_ERRORS) as exc:
                 raise CorruptArchive(
                     f"{version.key}: cannot decode block {blockno}: {exc}"
                 ) from None
 
         self.metrics.redecodes += 1
-        await trio.to_thread.run_sync(decode)
+        try:
+            await trio.to_thread.run_sync(decode)
+        finally:
+            if damaged:
+                self._drop_seek_points(version, damaged[0])
         if not wanted:
             raise CorruptArchive(f"{version.key}: block {blockno} is past the decoded end")
         return wanted[0]

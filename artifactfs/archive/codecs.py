@@ -12,6 +12,7 @@ import gzip
 import io
 import lzma
 import zlib
+from pathlib import Path
 from typing import BinaryIO
 
 import indexed_gzip
@@ -19,6 +20,7 @@ import lz4.frame
 import zstandard
 
 from artifactfs.archive.detect import Format
+from artifactfs.archive.gzindex import SeekPoints, SeekPointsDamaged, convert_export
 
 COMPRESSED = {Format.GZIP, Format.BZIP2, Format.XZ, Format.ZSTD, Format.LZ4}
 
@@ -30,6 +32,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 CHECKPOINT_SPACING = 2 << 20  # decoded bytes between gzip seek points (32 KiB window each)
+GZIP_READ_BUFFER = 1 << 20  # compressed bytes indexed_gzip reads at a time (its default)
 
 
 def open_decoder(fmt: Format, raw: BinaryIO, checkpoints: bool = False) -> BinaryIO:
@@ -84,16 +87,31 @@ class InflateReader(io.RawIOBase):
         return len(data)
 
 
-def save_checkpoints(decoder: BinaryIO, path: str) -> bool:
-    """Write the seek points a checkpointing decoder gathered; False if it has none."""
+def save_checkpoints(decoder: BinaryIO, path: Path) -> bool:
+    """Write the seek points a checkpointing decoder gathered, checksummed (see
+    gzindex.py); False if it has none."""
     if not isinstance(decoder, indexed_gzip.IndexedGzipFile):
         return False
-    decoder.export_index(path)
+    export = path.with_name(path.name + ".export")
+    try:
+        decoder.export_index(str(export))
+        convert_export(export, path)
+    finally:
+        export.unlink(missing_ok=True)
     return True
 
 
-def open_at_checkpoint(raw: BinaryIO, checkpoints: str) -> BinaryIO:
-    """A gzip reader over `raw` that seeks from the nearest saved checkpoint."""
-    reader = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=CHECKPOINT_SPACING)
-    reader.import_index(checkpoints)
+def open_at_checkpoint(raw: BinaryIO, points: SeekPoints, start: int, end: int) -> BinaryIO:
+    """A gzip reader over `raw` positioned at decoded `start`, to read up to `end`,
+    decoding from the nearest seek point; only the points around the range are
+    loaded. SeekPointsDamaged if their windows fail their checksums."""
+    reader = indexed_gzip.IndexedGzipFile(
+        fileobj=raw, spacing=points.spacing, readbuf_size=GZIP_READ_BUFFER
+    )
+    index = points.index_for(start, end)
+    try:
+        reader.import_index(fileobj=io.BytesIO(index))
+    except (OSError, ValueError, indexed_gzip.ZranError) as exc:
+        raise SeekPointsDamaged(f"{points.path}: {exc}") from None
+    reader.seek(start)
     return reader  # type: ignore[no-any-return]

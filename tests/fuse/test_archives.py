@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -264,6 +265,48 @@ def test_compressed_member_is_served_again_after_its_blocks_are_evicted(s3, buck
               server=s3)  # fmt: skip
     for name, content in data.items():
         assert (m.path / "c" / name).read_bytes() == content, name
+
+
+def test_gzip_member_is_decoded_again_from_one_seek_point(s3, bucket, mount):
+    """With the index kept and the decoded blocks gone, a member deep in a .tar.gz
+    is decoded from the seek point before it: only that stretch of the archive
+    travels. A damaged seek-point file falls back to decoding from the start."""
+    import gzip
+
+    members = {"a.bin": os.urandom(40 * MIB), "mid.txt": os.urandom(200 * 1024),
+               "z.bin": os.urandom(3 * MIB)}  # fmt: skip
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    (bucket / "g.tar.gz").write_bytes(gzip.compress(plain.getvalue(), compresslevel=1))
+    m = mount("s3://bkt", "--block-size", "1M", server=s3)
+    assert (m.path / "g" / "mid.txt").read_bytes() == members["mid.txt"]  # index pass
+    m.stop()
+    (seek_points,) = (m.cache_dir / "index").glob("*.seekpoints")
+    with CountingProxy(s3.port) as proxy:
+        for damaged in (False, True):
+            shutil.rmtree(m.cache_dir / "blocks")
+            if damaged:
+                raw = seek_points.read_bytes()  # a flipped bit in the point table
+                seek_points.write_bytes(raw[:60] + bytes([raw[60] ^ 4]) + raw[61:])
+            m.args = ("--block-size", "1M", "--endpoint-url", proxy.endpoint_url)
+            m.start()
+            before = proxy.downstream
+            assert (m.path / "g" / "mid.txt").read_bytes() == members["mid.txt"]
+            moved = proxy.downstream - before
+            if not damaged:
+                # the seek point before it (2 MiB apart), the block, a read buffer; a
+                # second span at most for the block read ahead. Not the 40 MiB before it.
+                assert moved < 12 * MIB, moved
+            else:
+                assert moved > 40 * MIB, moved
+                assert "seek points unusable" in m.log()
+                assert not seek_points.exists()
+            assert (m.path / "g" / "z.bin").read_bytes() == members["z.bin"]
+            m.stop()
 
 
 def test_corrupt_compressed_stream_keeps_what_decoded(s3, bucket, mount, tmp_path):

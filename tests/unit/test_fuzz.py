@@ -29,8 +29,14 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from artifactfs.archive.codecs import DECODE_ERRORS, open_decoder
+from artifactfs.archive.codecs import (
+    DECODE_ERRORS,
+    open_at_checkpoint,
+    open_decoder,
+    save_checkpoints,
+)
 from artifactfs.archive.detect import Format, detect
+from artifactfs.archive.gzindex import SeekPointsDamaged, read_seek_points
 from artifactfs.archive.index import ArchiveIndex, build_index
 from artifactfs.archive.members import clean_path
 from artifactfs.archive.rangefile import RangeFile
@@ -167,6 +173,46 @@ def test_fuzz_decoders_fail_cleanly_and_stay_bounded(fmt, data):
         assert members == []
     except (DecodeLimit, *DECODE_ERRORS):
         pass
+
+
+def _seek_points_seed() -> tuple[bytes, bytes]:
+    """A gzip of random and repetitive data, and its seek-point file."""
+    import random
+    import tempfile
+
+    import indexed_gzip
+
+    rnd = random.Random(3)
+    data = b"".join(rnd.randbytes(40_000) + b"text\n" * 8000 for _ in range(6))
+    compressed = gzip.compress(data)
+    reader = indexed_gzip.IndexedGzipFile(fileobj=io.BytesIO(compressed), spacing=64 << 10)
+    reader.build_full_index()
+    with tempfile.TemporaryDirectory() as d:
+        save_checkpoints(reader, Path(d) / "x.seekpoints")
+        return compressed, (Path(d) / "x.seekpoints").read_bytes()
+
+
+GZ_DATA, SEEK_POINTS = _seek_points_seed()
+
+
+@FUZZ
+@given(st.one_of(mutated(SEEK_POINTS), st.binary(max_size=400)), st.integers(0, 470_000))
+def test_fuzz_seek_point_files(tmp_path_factory, content, offset):
+    """A damaged seek-point file is refused (SeekPointsDamaged), never decoded into
+    wrong bytes: every byte that comes out equals what gzip decodes."""
+    executions["gzip seek points"] += 1
+    path = tmp_path_factory.mktemp("sp") / "x.seekpoints"
+    path.write_bytes(content)
+    try:
+        points = read_seek_points(path)
+        reader = open_at_checkpoint(io.BytesIO(GZ_DATA), points, offset, offset + 5000)  # type: ignore[arg-type]
+        got = reader.read(5000)
+    except (SeekPointsDamaged, *DECODE_ERRORS):
+        return
+    assert got == DECODED[offset : offset + 5000]
+
+
+DECODED = gzip.decompress(GZ_DATA)
 
 
 @FUZZ
