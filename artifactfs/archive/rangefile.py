@@ -5,7 +5,10 @@ bytes come from; they run in a worker thread and `fetch` is whatever the
 caller hands in (a ranged GET, a local pread). Reads are buffered in a window
 that starts small (a header among big members costs 64 KiB) and doubles
 while reads stay contiguous (a tar of many small files is read in a few
-large requests), and seeking costs nothing.
+large requests), and seeking costs nothing. The window before the current
+one is kept, and no byte a kept window holds is fetched again: indexed_gzip
+steps back into the last window each time it records a seek point, which
+made a gzip index pass fetch the archive 3.9 times over before.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ Fetch = Callable[[int, int], bytes]
 
 class RangeFile(io.RawIOBase):
     def __init__(self, fetch: Fetch, size: int, window: int = 64 << 10,
-                 max_window: int = 8 << 20):  # fmt: skip
+                 max_window: int = 8 << 20, keep: int = 1):  # fmt: skip
         super().__init__()
+        # Earlier windows kept for readers that step back (see _window_holding).
+        self._kept: list[tuple[int, bytes]] = []
+        self._keep = keep
         self._fetch = fetch
         self._size = size
         self._min_window = window
@@ -63,25 +69,43 @@ class RangeFile(io.RawIOBase):
         if size is None or size < 0:
             size = self._size - self._pos
         end = min(self._pos + size, self._size)
-        if self._pos >= end:
-            return b""
+        parts = []
+        while self._pos < end:
+            window = self._window_holding(self._pos)
+            if window is None:
+                if end - self._pos > self._window:  # a big read goes straight through
+                    parts.append(self._get(self._pos, end - self._pos))
+                    self._pos = end
+                    break
+                window = self._new_window()
+            start, buf = window
+            chunk = buf[self._pos - start : end - start]
+            if not chunk:
+                break
+            parts.append(chunk)
+            self._pos += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _window_holding(self, pos: int) -> tuple[int, bytes] | None:
+        """The current or a kept window that holds byte `pos`: bytes held are never
+        fetched again (indexed_gzip steps back into the last window whenever it
+        records a seek point)."""
+        for start, buf in ((self._buf_start, self._buf), *reversed(self._kept)):
+            if start <= pos < start + len(buf):
+                return start, buf
+        return None
+
+    def _new_window(self) -> tuple[int, bytes]:
+        """Fetch a window at the position. It grows while reads stay contiguous (a
+        tar skipping small members) and shrinks back after a jump."""
         buf_end = self._buf_start + len(self._buf)
-        if not (self._buf_start <= self._pos and end <= buf_end):
-            if end - self._pos > self._window:
-                data = self._get(self._pos, end - self._pos)
-                self._pos += len(data)
-                return data
-            # Near the end of the last window (a tar skipping a small member): grow.
-            contiguous = buf_end <= self._pos <= buf_end + self._window
-            self._window = (
-                min(self._window * 2, self._max_window) if contiguous else self._min_window
-            )
-            self._buf = self._get(self._pos, self._window)
-            self._buf_start = self._pos
-        lo = self._pos - self._buf_start
-        data = self._buf[lo : lo + (end - self._pos)]
-        self._pos += len(data)
-        return data
+        contiguous = buf_end <= self._pos <= buf_end + self._window
+        self._window = min(self._window * 2, self._max_window) if contiguous else self._min_window
+        if self._buf and self._keep:
+            self._kept = [*self._kept, (self._buf_start, self._buf)][-self._keep :]
+        self._buf = self._get(self._pos, self._window)
+        self._buf_start = self._pos
+        return self._buf_start, self._buf
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(b))

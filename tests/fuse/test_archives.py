@@ -267,6 +267,26 @@ def test_compressed_member_is_served_again_after_its_blocks_are_evicted(s3, buck
         assert (m.path / "c" / name).read_bytes() == content, name
 
 
+def test_indexing_a_tar_gz_fetches_it_about_once(s3, bucket, mount):
+    """The one decode pass reads the archive once: indexed_gzip steps back into
+    the last window whenever it records a seek point, which must not refetch."""
+    import gzip
+
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for i in range(6):
+            content = os.urandom(8 * MIB)
+            info = tarfile.TarInfo(f"part{i}.bin")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    packed = gzip.compress(plain.getvalue(), compresslevel=1)
+    (bucket / "p.tar.gz").write_bytes(packed)
+    with CountingProxy(s3.port) as proxy:
+        m = mount("s3://bkt", "--endpoint-url", proxy.endpoint_url, server=s3)
+        assert sorted(os.listdir(m.path / "p")) == [f"part{i}.bin" for i in range(6)]
+        assert proxy.downstream < 1.1 * len(packed), (proxy.downstream, len(packed))
+
+
 def test_gzip_member_is_decoded_again_from_one_seek_point(s3, bucket, mount):
     """With the index kept and the decoded blocks gone, a member deep in a .tar.gz
     is decoded from the seek point before it: only that stretch of the archive
