@@ -47,7 +47,7 @@ from artifactfs.archive.gzindex import (
 )
 from artifactfs.archive.index import ArchiveIndex, IndexUnusable, build_index
 from artifactfs.archive.members import Member
-from artifactfs.archive.rangefile import Fetch, RangeFile
+from artifactfs.archive.rangefile import Fetch, RangeFile, ReadAhead
 from artifactfs.archive.stream import BlockTee, DecodeLimit
 from artifactfs.archive.tar import scan_tar
 from artifactfs.archive.zip import scan_zip
@@ -345,7 +345,8 @@ class ArchiveService:
         put = self._block_sink(version, fmt.value)
 
         def one_pass(checkpoints: bool) -> tuple[list[Member], BlockTee, RangeFile, str]:
-            raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
+            ahead = ReadAhead(fetch, version.size)
+            raw = RangeFile(ahead, version.size, window=_SEQUENTIAL_WINDOW)
             decoder = open_decoder(fmt, raw, checkpoints)  # type: ignore[arg-type]
             tee = BlockTee(decoder, self.block_size, put, self.max_decoded)
             members: list[Member] = []
@@ -362,6 +363,8 @@ class ArchiveService:
                 tee.close_partial()  # what decoded before the damage is good
                 problem = (f"corrupt {fmt.value} stream at decoded byte {tee.position} ({exc}); "
                            "members past it are not shown")  # fmt: skip
+            finally:
+                ahead.close()
             return members, tee, raw, problem
 
         def build() -> tuple[int, int]:
@@ -388,7 +391,8 @@ class ArchiveService:
         put = self._block_sink(version, fmt.value)
 
         def build() -> tuple[int, int]:
-            raw = RangeFile(fetch, version.size, window=_SEQUENTIAL_WINDOW)
+            ahead = ReadAhead(fetch, version.size)
+            raw = RangeFile(ahead, version.size, window=_SEQUENTIAL_WINDOW)
             decoder = open_decoder(fmt, raw, checkpoints=True)  # type: ignore[arg-type]
             tee = BlockTee(decoder, self.block_size, put, self.max_decoded)
             try:
@@ -397,6 +401,8 @@ class ArchiveService:
                 tee.close_partial()
                 log.warning("%s: %s stream cut at decoded byte %d (%s)", label, fmt.value,
                             tee.position, exc)  # fmt: skip
+            finally:
+                ahead.close()
             self._keep_checkpoints(decoder, version)
             meta = {"codec": fmt.value, "decoded_size": str(tee.position), "kind": "stream"}
             build_index(path, identity, [], 0, meta)

@@ -15,8 +15,52 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 Fetch = Callable[[int, int], bytes]
+
+
+class ReadAhead:
+    """A fetch for one sequential pass (a decoder reading a whole archive) that
+    keeps the next `depth` windows on their way while the current one is decoded,
+    so the pass does not alternate between waiting for a GET and decoding.
+
+    A request that is not the predicted next window is simply fetched. Windows
+    fetched ahead and never asked for are the cost of a pass that stops early (a
+    corrupt stream, the decoded-size limit): at most `depth`. `close` when done.
+    """
+
+    def __init__(self, fetch: Fetch, size: int, depth: int = 2):
+        self._fetch = fetch
+        self._size = size
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(depth + 1, thread_name_prefix="artifactfs-ahead")
+        self._ahead: dict[tuple[int, int], Future[bytes]] = {}
+        self.wasted = 0  # windows fetched ahead and dropped
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        future = self._ahead.pop((offset, length), None)
+        if future is None:
+            future = self._pool.submit(self._fetch, offset, length)
+        for passed in [key for key in self._ahead if key[0] <= offset]:  # after a jump
+            self._drop(passed)
+        for i in range(1, self._depth + 1):
+            start = offset + i * length
+            if start >= self._size:
+                break
+            key = (start, min(length, self._size - start))
+            if key not in self._ahead:
+                self._ahead[key] = self._pool.submit(self._fetch, *key)
+        return future.result()
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        self._ahead.pop(key).cancel()
+        self.wasted += 1
+
+    def close(self) -> None:
+        for key in list(self._ahead):
+            self._drop(key)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RangeFile(io.RawIOBase):

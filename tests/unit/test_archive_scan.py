@@ -171,3 +171,31 @@ def test_a_million_members_index_streams(tmp_path):
     assert len(idx.children("d7")) == 1000
     assert len(idx.children("")) == 100
     assert time.monotonic() - start < 30
+
+
+def test_read_ahead_fetches_each_window_once_and_in_order_of_need():
+    """The decode pass asks for consecutive windows; the next two are already on
+    their way, none is fetched twice, and a jump drops the stale ones."""
+    import threading
+
+    from artifactfs.archive.rangefile import ReadAhead
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    asked: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def fetch(offset: int, length: int) -> bytes:
+        with lock:
+            asked.append((offset, length))
+        return data[offset : offset + length]
+
+    ahead = ReadAhead(fetch, len(data), depth=2)
+    raw = RangeFile(ahead, len(data), window=64 << 10, max_window=64 << 10)
+    got = b"".join(raw.read(16 << 10) for _ in range(32))  # a decoder's small reads
+    assert got == data[: len(data) // 2]
+    raw.seek(900_000)  # a jump: the windows fetched ahead of 512 KiB are dropped
+    assert raw.read(1000) == data[900_000:901_000]
+    ahead.close()
+    assert len(asked) == len(set(asked))  # nothing fetched twice
+    assert ahead.wasted >= 1
+    assert sum(n for _, n in asked) <= len(data) // 2 + 5 * (64 << 10)
