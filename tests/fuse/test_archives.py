@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -22,6 +23,17 @@ from tests.support import Mount
 pytestmark = pytest.mark.fuse
 MIB = 1 << 20
 IMPLIED = ("dir", "implied")
+
+
+def _tar_gz(members: dict[str, bytes], level: int = 9) -> bytes:
+    """A gzip-compressed tar of regular files."""
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(plain.getvalue(), compresslevel=level)
 
 
 def _python_tar(path: Path, fmt: int) -> None:
@@ -251,15 +263,7 @@ def test_compressed_tars_from_each_compressor_cli(s3, bucket, mount, tmp_path):
 
 def test_compressed_member_is_served_again_after_its_blocks_are_evicted(s3, bucket, mount):
     data = {f"f{i}.bin": os.urandom(300 * 1024) for i in range(8)}
-    plain = io.BytesIO()
-    with tarfile.open(fileobj=plain, mode="w") as tar:
-        for name, content in data.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    import gzip
-
-    (bucket / "c.tar.gz").write_bytes(gzip.compress(plain.getvalue()))
+    (bucket / "c.tar.gz").write_bytes(_tar_gz(data))
     # 64 KiB blocks and a 512 KiB cache: most decoded blocks are evicted during the index pass
     m = mount("s3://bkt", "--block-size", "64K", "--cache-size", "512K", "--memory-budget", "128K",
               server=s3)  # fmt: skip
@@ -270,16 +274,7 @@ def test_compressed_member_is_served_again_after_its_blocks_are_evicted(s3, buck
 def test_indexing_a_tar_gz_fetches_it_about_once(s3, bucket, mount):
     """The one decode pass reads the archive once: indexed_gzip steps back into
     the last window whenever it records a seek point, which must not refetch."""
-    import gzip
-
-    plain = io.BytesIO()
-    with tarfile.open(fileobj=plain, mode="w") as tar:
-        for i in range(6):
-            content = os.urandom(8 * MIB)
-            info = tarfile.TarInfo(f"part{i}.bin")
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    packed = gzip.compress(plain.getvalue(), compresslevel=1)
+    packed = _tar_gz({f"part{i}.bin": os.urandom(8 * MIB) for i in range(6)}, level=1)
     (bucket / "p.tar.gz").write_bytes(packed)
     with CountingProxy(s3.port) as proxy:
         m = mount("s3://bkt", "--endpoint-url", proxy.endpoint_url, server=s3)
@@ -291,17 +286,9 @@ def test_gzip_member_is_decoded_again_from_one_seek_point(s3, bucket, mount):
     """With the index kept and the decoded blocks gone, a member deep in a .tar.gz
     is decoded from the seek point before it: only that stretch of the archive
     travels. A damaged seek-point file falls back to decoding from the start."""
-    import gzip
-
     members = {"a.bin": os.urandom(40 * MIB), "mid.txt": os.urandom(200 * 1024),
                "z.bin": os.urandom(3 * MIB)}  # fmt: skip
-    plain = io.BytesIO()
-    with tarfile.open(fileobj=plain, mode="w") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    (bucket / "g.tar.gz").write_bytes(gzip.compress(plain.getvalue(), compresslevel=1))
+    (bucket / "g.tar.gz").write_bytes(_tar_gz(members, level=1))
     m = mount("s3://bkt", "--block-size", "1M", server=s3)
     assert (m.path / "g" / "mid.txt").read_bytes() == members["mid.txt"]  # index pass
     m.stop()
@@ -337,8 +324,6 @@ def test_corrupt_compressed_stream_keeps_what_decoded(s3, bucket, mount, tmp_pat
             info = tarfile.TarInfo(f"m{i:02d}")
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
-    import gzip
-
     blob = bytearray(gzip.compress(plain.getvalue(), compresslevel=1))
     blob[len(blob) * 2 // 3 :] = os.urandom(len(blob) - len(blob) * 2 // 3)
     (bucket / "broken.tar.gz").write_bytes(bytes(blob))
@@ -354,8 +339,6 @@ def test_corrupt_compressed_stream_keeps_what_decoded(s3, bucket, mount, tmp_pat
 
 
 def test_decompression_bomb_is_cut_at_the_limit(s3, bucket, mount):
-    import gzip
-
     plain = io.BytesIO()
     with tarfile.open(fileobj=plain, mode="w") as tar:
         info = tarfile.TarInfo("small.txt")
@@ -517,7 +500,6 @@ def test_gnu_tar_sparse_files(s3, bucket, mount, tmp_path, fmt):
 
 def test_single_compressed_files_show_decoded(s3, bucket, mount):
     import bz2
-    import gzip
     import lzma
 
     import zstandard
