@@ -53,6 +53,7 @@ from artifactfs.archive.tar import scan_tar
 from artifactfs.archive.zip import scan_zip
 from artifactfs.cache.blocks import BlockCache
 from artifactfs.errors import ArtifactFSError, NotFound, StaleObject
+from artifactfs.fetch import counted_get
 from artifactfs.metrics import Metrics
 from artifactfs.singleflight import SingleFlight
 from artifactfs.store.base import DecodedVersion, ObjectStore, ObjectVersion, decoded_digest
@@ -298,17 +299,10 @@ class ArchiveService:
         token = trio.lowlevel.current_trio_token()
 
         def fetch(offset: int, length: int) -> bytes:
-            return trio.from_thread.run(self._get_range, version, offset, length,
-                                        trio_token=token)  # fmt: skip
+            return trio.from_thread.run(counted_get, self.store, self.metrics, version, offset,
+                                        length, trio_token=token)  # fmt: skip
 
         return fetch
-
-    async def _get_range(self, version: ObjectVersion, offset: int, length: int) -> bytes:
-        """A ranged GET of an archive, counted with the fetcher's GETs."""
-        data = await self.store.get_range(version, offset, length)
-        self.metrics.gets += 1
-        self.metrics.bytes_fetched += len(data)
-        return data
 
     def _block_sink(self, source: ObjectVersion, codec: str) -> Callable[[int, bytes], None]:
         """Puts decoded blocks into the disk cache, from a worker thread."""
@@ -438,9 +432,9 @@ class ArchiveService:
     async def _points_of(self, version: DecodedVersion) -> SeekPoints | None:
         """The checked point table of a gzip stream's seek points, remembered; None
         when there is none or it is damaged (then deleted: decode from the start)."""
-        path = self.checkpoints_path(version.source_digest)
         if version.codec != Format.GZIP.value:
             return None
+        path = self.checkpoints_path(version.source_digest)
         if path not in self._seek_points:
             try:
                 self._seek_points[path] = await trio.to_thread.run_sync(_load_seek_points, path)
@@ -467,7 +461,7 @@ class ArchiveService:
         async def get(offset: int) -> None:
             try:
                 length = min(_SPAN_PART, end - offset)
-                parts[offset] = await self._get_range(source, offset, length)
+                parts[offset] = await counted_get(self.store, self.metrics, source, offset, length)
             except ArtifactFSError as exc:
                 failures.append(exc)
 

@@ -406,8 +406,7 @@ def cmd_kernel_mount(parser: argparse.ArgumentParser, conf: Path) -> int:
     from artifactfs.kernelmount import mount_into_fd_store
 
     try:
-        args, extras = parser.parse_known_args(["mount", *conf_to_argv(conf)])
-        args.paths = [*args.paths, *extras]
+        args = _parse(parser, ["mount", *conf_to_argv(conf)])
         opts = mount_options(args)
         opts.validate()
         mount_into_fd_store(opts.mountpoint, fuse_options(opts))
@@ -506,24 +505,27 @@ def _mount_from_conf(parser: argparse.ArgumentParser, conf: Path, argv: list[str
             del rest[i]
             break
     new_argv = ["mount", *from_file, *rest]
-    args, extras = parser.parse_known_args(new_argv)
-    if [e for e in extras if e.startswith("-")]:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
-    args.paths = [*args.paths, *extras]
-    return cmd_mount(args, new_argv)
+    return cmd_mount(_parse(parser, new_argv), new_argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # `mount [SOURCE] MOUNTPOINT` with options in between: argparse takes only the first
-    # run of positionals, so the rest come back as extras and are added here.
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse a command line. `mount [SOURCE] MOUNTPOINT` with options in between:
+    argparse takes only the first run of positionals, so the rest come back as
+    extras and are added to the paths here."""
     args, extras = parser.parse_known_args(argv)
     unknown = [e for e in extras if e.startswith("-") or args.command != "mount"]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "mount":
         args.paths = [*(args.paths or []), *extras]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if args.command == "mount":
         if args.conf is not None:
             return _mount_from_conf(parser, args.conf, argv)
         if not args.paths:

@@ -11,6 +11,7 @@ large dataset does not push the node's memory out.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 import time
@@ -35,12 +36,12 @@ class Progress:
 
 
 def _walk(path: Path) -> Iterator[tuple[Path, int]]:
-    """Regular files under `path` (symlinks not followed: they may leave the mount)."""
+    """Regular files under `path` (symlinks not followed: they may leave the mount).
+    One lstat per file: each is a round trip into the daemon."""
     st = path.lstat()
-    if path.is_symlink():
-        return
-    if path.is_file():
+    if stat.S_ISREG(st.st_mode):
         yield path, st.st_size
+    if not stat.S_ISDIR(st.st_mode):
         return
     for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
@@ -49,7 +50,7 @@ def _walk(path: Path) -> Iterator[tuple[Path, int]]:
                 st = p.lstat()
             except OSError:
                 continue
-            if not p.is_symlink() and p.is_file():
+            if stat.S_ISREG(st.st_mode):
                 yield p, st.st_size
 
 

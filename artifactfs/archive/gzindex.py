@@ -40,6 +40,10 @@ _HEADER = struct.Struct("<8sQQIIII")  # magic, sizes, spacing, window size, poin
 _POINT = struct.Struct("<QQBBI")  # offsets, bits, has window, window CRC
 
 
+def _decoded(point: SeekPoint) -> int:
+    return point.uncompressed
+
+
 class SeekPointsDamaged(ValueError):
     """A seek-point file that is not what it should be (not the archive's fault)."""
 
@@ -60,17 +64,16 @@ class SeekPoints:
     uncompressed_size: int
     spacing: int
     window_size: int
-    points: tuple[SeekPoint, ...]
-    offsets: tuple[int, ...]  # the points' decoded offsets, ascending
+    points: tuple[SeekPoint, ...]  # by decoded offset, ascending
 
     def before(self, offset: int) -> int:
         """Index of the last point at or before decoded `offset`."""
-        return max(0, bisect.bisect_right(self.offsets, offset) - 1)
+        return max(0, bisect.bisect_right(self.points, offset, key=_decoded) - 1)
 
     def _covering(self, start: int, end: int) -> tuple[int, int]:
         """The point before `start` and the first one at or after `end` (or the last)."""
         first = last = self.before(start)
-        while last + 1 < len(self.points) and self.offsets[last] < end:
+        while last + 1 < len(self.points) and self.points[last].uncompressed < end:
             last += 1
         return first, last
 
@@ -84,7 +87,7 @@ class SeekPoints:
         p = self.points[first]
         lo = 0 if first == 0 else p.compressed - (1 if p.bits else 0)
         hi = self.compressed_size
-        if self.offsets[last] >= end:
+        if self.points[last].uncompressed >= end:
             hi = min(hi, self.points[last].compressed + 1 + slack)
         return max(0, lo), hi
 
@@ -168,5 +171,4 @@ def read_seek_points(path: Path) -> SeekPoints:
         for c, u, bits, has_window, window_crc in _POINT.iter_unpack(body):
             points.append(SeekPoint(c, u, bits, windows_at if has_window else -1, window_crc))
             windows_at += wsize if has_window else 0
-    offsets = tuple(p.uncompressed for p in points)
-    return SeekPoints(path, csize, usize, spacing, wsize, tuple(points), offsets)
+    return SeekPoints(path, csize, usize, spacing, wsize, tuple(points))
